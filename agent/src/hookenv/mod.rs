@@ -1,0 +1,1 @@
+//! Typed client of the Juju hook tools (to be built: issue 2).

@@ -1,0 +1,16 @@
+//! wsgi-agent: the hooks of the wsgi charm.
+//!
+//! # Layout
+//!
+//! - [`hookenv`]: the only module that runs Juju hook tools; a typed, cached client
+//!   and the hook context parsed once from the environment.
+//! - [`reactive`]: the engine (flags, handlers, dispatch loop, triggers, state
+//!   store). It knows nothing of WSGI, nor of hook tools.
+//! - [`wsgi`]: the WSGI layer: handlers, rendering of the unit, environment and
+//!   gunicorn files, the virtualenv, health checks and provisioning.
+//!
+//! Relation protocols live in the `interfaces` crate (pure functions, no I/O).
+
+pub mod hookenv;
+pub mod reactive;
+pub mod wsgi;

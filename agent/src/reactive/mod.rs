@@ -1,0 +1,1 @@
+//! The reactive engine (to be built: issue 2).

@@ -1,0 +1,1 @@
+//! The WSGI layer (to be built: issue 4).

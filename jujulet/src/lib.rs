@@ -1,0 +1,1 @@
+//! jujulet: a local Juju for one developer machine.

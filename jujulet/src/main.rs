@@ -1,0 +1,5 @@
+//! The `jujulet` command line.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}
