@@ -13,4 +13,5 @@
 
 pub mod hookenv;
 pub mod reactive;
+pub mod runtime;
 pub mod wsgi;
