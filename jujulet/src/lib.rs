@@ -1,1 +1,4 @@
 //! jujulet: a local Juju for one developer machine.
+
+pub mod machine;
+pub mod standin;

@@ -1,0 +1,171 @@
+//! Stand-ins: the remote side of a relation, played by a real server on
+//! loopback (a throwaway PostgreSQL cluster, a MongoDB-protocol server, an
+//! HAProxy). Each stand-in lives in its own directory
+//! (`<model_dir>/standins/<name>/`) with its state as JSON (`state.json`:
+//! ports, PIDs, passwords, data dirs), so a later CLI process rebuilds it
+//! with [`open`] and finds the same server still running.
+//!
+//! The scheduler drives it like this:
+//! 1. `open(kind, dir, app, n_units)` then `start(progress)` once (idempotent:
+//!    a started stand-in whose server is alive does nothing);
+//! 2. after every hook that committed relation data on a relation with this
+//!    stand-in, `react(&snapshot)` and diff the returned [`RemoteData`] against
+//!    what the remote side published before; fire `-relation-changed` for
+//!    what differs;
+//! 3. on `unrelate`, `broken(&snapshot)` (e.g. PostgreSQL drops the role, so
+//!    a stale password really stops working);
+//! 4. on `destroy`, `stop()` (idempotent; removes the server's data).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub mod haproxy;
+pub mod mongodb;
+pub mod postgresql;
+mod util;
+
+/// What the charm side of one relation has committed, as the stand-in sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationSnapshot {
+    /// The charm's endpoint name (`postgres`, `database`, `mongo`, `website`).
+    pub endpoint: String,
+    /// The interface name (`pgsql`, `postgresql_client`, `mongodb`, `http`).
+    pub interface: String,
+    /// Juju's relation id (the number in `postgres:3`); stand-ins key their
+    /// per-relation state (roles, backends) by it.
+    pub relation_id: u64,
+    /// The charm's application name (e.g. `wsgi`).
+    pub local_app: String,
+    /// The charm's application databag (written by its leader).
+    pub local_app_data: BTreeMap<String, String>,
+    /// Unit name (`wsgi/0`) → that unit's databag, for every charm unit in
+    /// the relation (including Juju's `private-address`/`ingress-address`).
+    pub local_units: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The complete remote side a stand-in publishes now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteData {
+    /// The stand-in application's databag.
+    pub app_data: BTreeMap<String, String>,
+    /// Stand-in unit name (`postgresql/0`) → its databag. Every unit from
+    /// [`StandIn::units`] is present (possibly with only its addresses).
+    pub units: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Knobs for tests; the defaults are what a real charm would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Options {
+    /// PostgreSQL: generate passwords full of `@:/%#?&+ ` and quotes
+    /// instead of 40 alphanumerics, to prove the charm encodes them.
+    #[serde(default)]
+    pub hostile_password: bool,
+}
+
+pub trait StandIn {
+    /// `postgresql`, `mongodb` or `haproxy`.
+    fn kind(&self) -> &str;
+    /// The stand-in's application name (e.g. `postgresql`).
+    fn app(&self) -> &str;
+    /// Its unit names (`postgresql/0`, …), in order.
+    fn units(&self) -> Vec<String>;
+    /// The interfaces it can be related over (`pgsql`, `postgresql_client`, …).
+    fn interfaces(&self) -> &'static [&'static str];
+    /// Start the server (and persist its state). Idempotent.
+    fn start(&mut self, progress: &dyn Fn(&str)) -> Result<(), StandInError>;
+    /// Whether the server process is alive.
+    fn is_running(&self) -> bool;
+    /// Act on what the charm side committed (create a database, reconfigure
+    /// backends, …) and return the whole remote side as it stands now.
+    fn react(&mut self, charm_side: &RelationSnapshot) -> Result<RemoteData, StandInError>;
+    /// The relation is gone: undo what `react` did for it (drop the role,
+    /// remove the backends). Idempotent.
+    fn broken(&mut self, charm_side: &RelationSnapshot) -> Result<(), StandInError>;
+    /// Stop the server and remove its data. Idempotent.
+    fn stop(&mut self) -> Result<(), StandInError>;
+    /// Where the server listens on loopback (HAProxy: its frontend), once started.
+    fn address(&self) -> Option<SocketAddr>;
+    /// One line for `jujulet status`, e.g. `postgresql 15 on 127.0.0.1:41234`.
+    fn status(&self) -> String;
+}
+
+/// The kinds [`open`] knows.
+pub const KINDS: &[&str] = &["postgresql", "mongodb", "haproxy"];
+
+/// Open the stand-in in `dir`: load `dir/state.json` if it exists (a stand-in
+/// started by an earlier process; `app_name`/`n_units` must then match), else
+/// prepare a new, not yet started one. Nothing runs until `start`.
+pub fn open(
+    kind: &str,
+    dir: &Path,
+    app_name: &str,
+    n_units: usize,
+) -> Result<Box<dyn StandIn>, StandInError> {
+    open_with(kind, dir, app_name, n_units, &Options::default())
+}
+
+/// [`open`] with test knobs. The options of a stand-in loaded from its state
+/// are the ones it was created with.
+pub fn open_with(
+    kind: &str,
+    dir: &Path,
+    app_name: &str,
+    n_units: usize,
+    options: &Options,
+) -> Result<Box<dyn StandIn>, StandInError> {
+    if n_units == 0 {
+        return Err(StandInError::Invalid(format!(
+            "stand-in {app_name}: needs at least one unit"
+        )));
+    }
+    let common = util::Common::open(kind, dir, app_name, n_units, options)?;
+    match kind {
+        "postgresql" => Ok(Box::new(postgresql::PostgreSql::open(common)?)),
+        "mongodb" => Ok(Box::new(mongodb::MongoDb::open(common)?)),
+        "haproxy" => Ok(Box::new(haproxy::HaProxy::open(common)?)),
+        other => Err(StandInError::UnknownKind(other.to_owned())),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StandInError {
+    #[error("unknown stand-in kind {0:?}; known kinds: postgresql, mongodb, haproxy")]
+    UnknownKind(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "stand-in {app} ({kind}) does not speak interface {interface:?}; it speaks {speaks}"
+    )]
+    Interface {
+        app: String,
+        kind: String,
+        interface: String,
+        speaks: String,
+    },
+    #[error("{what}: {path}: {source}")]
+    Io {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{cmd}` failed ({code}): {stderr_tail}\n{hint}")]
+    Command {
+        cmd: String,
+        /// `exit code N`, `killed by a signal`, or `could not run: …`.
+        code: String,
+        stderr_tail: String,
+        hint: String,
+    },
+    #[error("{what} did not come up within {secs} s: {detail}")]
+    Timeout {
+        what: String,
+        secs: u64,
+        detail: String,
+    },
+    #[error("{tool} not found ({detail}); run `eval \"$(scripts/lib/install-deps)\"` as root")]
+    Missing { tool: String, detail: String },
+}

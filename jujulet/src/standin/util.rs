@@ -1,0 +1,407 @@
+//! Shared plumbing of the stand-ins: persisted state, ports, processes,
+//! passwords, and commands whose failures say what went wrong.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{Options, StandInError};
+
+/// What every stand-in persists, whatever its kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    pub kind: String,
+    pub app: String,
+    pub n_units: usize,
+    #[serde(default)]
+    pub options: Options,
+}
+
+/// A stand-in's directory and its persisted state (`state.json`: `meta`
+/// plus the kind's own `state`).
+#[derive(Debug)]
+pub(crate) struct Common {
+    pub meta: Meta,
+    pub dir: PathBuf,
+    saved: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct FileOut<'a, T> {
+    meta: &'a Meta,
+    state: &'a T,
+}
+
+#[derive(Deserialize)]
+struct FileIn {
+    meta: Meta,
+    #[serde(default)]
+    state: serde_json::Value,
+}
+
+impl Common {
+    pub fn open(
+        kind: &str,
+        dir: &Path,
+        app: &str,
+        n_units: usize,
+        options: &Options,
+    ) -> Result<Self, StandInError> {
+        let path = dir.join("state.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let file: FileIn = serde_json::from_slice(&bytes).map_err(|e| {
+                    StandInError::Invalid(format!(
+                        "{}: not a stand-in state file ({e}); remove the directory to start afresh",
+                        path.display()
+                    ))
+                })?;
+                if file.meta.kind != kind || file.meta.app != app || file.meta.n_units != n_units {
+                    return Err(StandInError::Invalid(format!(
+                        "{} holds stand-in {} ({}, {} units), not {app} ({kind}, {n_units} units); \
+                         stop it and remove the directory first",
+                        dir.display(),
+                        file.meta.app,
+                        file.meta.kind,
+                        file.meta.n_units
+                    )));
+                }
+                Ok(Self {
+                    meta: file.meta,
+                    dir: dir.to_owned(),
+                    saved: Some(file.state),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self {
+                meta: Meta {
+                    kind: kind.to_owned(),
+                    app: app.to_owned(),
+                    n_units,
+                    options: options.clone(),
+                },
+                dir: dir.to_owned(),
+                saved: None,
+            }),
+            Err(source) => Err(StandInError::Io {
+                what: "reading the stand-in state".into(),
+                path,
+                source,
+            }),
+        }
+    }
+
+    /// The kind's own state as saved by an earlier process, or its default.
+    pub fn load<T: DeserializeOwned + Default>(&mut self) -> Result<T, StandInError> {
+        match self.saved.take() {
+            None | Some(serde_json::Value::Null) => Ok(T::default()),
+            Some(v) => serde_json::from_value(v).map_err(|e| {
+                StandInError::Invalid(format!(
+                    "{}: unreadable {} state ({e}); stop the stand-in and remove the directory",
+                    self.dir.join("state.json").display(),
+                    self.meta.kind
+                ))
+            }),
+        }
+    }
+
+    /// Write `state.json` atomically (temp file, fsync, rename), so a killed
+    /// CLI never leaves half a state behind.
+    pub fn save<T: Serialize>(&self, state: &T) -> Result<(), StandInError> {
+        let path = self.dir.join("state.json");
+        let io = |what: &str, source| StandInError::Io {
+            what: what.into(),
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(|e| io("creating the stand-in dir", e))?;
+        let json = serde_json::to_vec_pretty(&FileOut {
+            meta: &self.meta,
+            state,
+        })
+        .map_err(|e| StandInError::Invalid(format!("serialising stand-in state: {e}")))?;
+        let tmp = self.dir.join(".state.json.tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io("writing the stand-in state", e))?;
+        f.write_all(&json)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io("writing the stand-in state", e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io("writing the stand-in state", e))
+    }
+
+    /// Remove `state.json` (after `stop`), so the next `open` starts afresh.
+    pub fn forget(&self) -> Result<(), StandInError> {
+        remove_file(&self.dir.join("state.json"))
+    }
+
+    pub fn units(&self) -> Vec<String> {
+        (0..self.meta.n_units)
+            .map(|i| format!("{}/{i}", self.meta.app))
+            .collect()
+    }
+
+    /// A databag per unit with Juju's address keys, as every unit has.
+    pub fn unit_bags(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.units()
+            .into_iter()
+            .map(|u| {
+                let mut bag = BTreeMap::new();
+                bag.insert("private-address".into(), "127.0.0.1".into());
+                bag.insert("ingress-address".into(), "127.0.0.1".into());
+                bag.insert("egress-subnets".into(), "127.0.0.1/32".into());
+                (u, bag)
+            })
+            .collect()
+    }
+
+    pub fn check_interface(
+        &self,
+        interface: &str,
+        speaks: &'static [&'static str],
+    ) -> Result<(), StandInError> {
+        if speaks.contains(&interface) {
+            Ok(())
+        } else {
+            Err(StandInError::Interface {
+                app: self.meta.app.clone(),
+                kind: self.meta.kind.clone(),
+                interface: interface.to_owned(),
+                speaks: speaks.join(", "),
+            })
+        }
+    }
+}
+
+pub(crate) fn remove_file(path: &Path) -> Result<(), StandInError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StandInError::Io {
+            what: "removing".into(),
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+pub(crate) fn remove_dir_all(path: &Path) -> Result<(), StandInError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StandInError::Io {
+            what: "removing".into(),
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+pub(crate) fn create_dir(path: &Path) -> Result<(), StandInError> {
+    std::fs::create_dir_all(path).map_err(|source| StandInError::Io {
+        what: "creating".into(),
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A loopback port nobody listens on now. (Racy by nature: another process
+/// may take it before the server binds; the server then fails loudly.)
+pub(crate) fn free_port() -> Result<u16, StandInError> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|source| StandInError::Io {
+        what: "finding a free loopback port".into(),
+        path: PathBuf::from("127.0.0.1:0"),
+        source,
+    })?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|source| StandInError::Io {
+            what: "finding a free loopback port".into(),
+            path: PathBuf::from("127.0.0.1:0"),
+            source,
+        })
+}
+
+pub(crate) fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+pub(crate) fn port_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&loopback(port), Duration::from_millis(200)).is_ok()
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Send `sig` to `pid`, ignoring a process that is already gone.
+pub(crate) fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    if let Ok(raw) = i32::try_from(pid)
+        && raw > 1
+    {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), sig);
+    }
+}
+
+/// TERM, wait up to `grace`, then KILL; true when the process is gone.
+pub(crate) fn terminate(pid: u32, grace: Duration) -> bool {
+    use nix::sys::signal::Signal;
+    if !pid_alive(pid) {
+        return true;
+    }
+    signal(pid, Signal::SIGTERM);
+    if wait_until(grace, || !pid_alive(pid)) {
+        return true;
+    }
+    signal(pid, Signal::SIGKILL);
+    wait_until(Duration::from_secs(5), || !pid_alive(pid))
+}
+
+/// Poll `f` every 50 ms until it holds or `limit` passes.
+pub(crate) fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The last `n` lines of `text`.
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub(crate) fn tail_file(path: &Path, n: usize) -> String {
+    std::fs::read(path)
+        .map(|b| tail(&String::from_utf8_lossy(&b), n))
+        .unwrap_or_else(|e| format!("({}: {e})", path.display()))
+}
+
+pub(crate) fn describe(cmd: &Command) -> String {
+    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    shell_words::join(parts)
+}
+
+/// Run `cmd` to completion; a non-zero exit is an error with the command,
+/// its exit code, the tail of its stderr and `hint` (what to do next).
+pub(crate) fn run(cmd: &mut Command, hint: &str) -> Result<Output, StandInError> {
+    let shown = describe(cmd);
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| StandInError::Command {
+            cmd: shown.clone(),
+            code: format!("could not run: {e}"),
+            stderr_tail: String::new(),
+            hint: hint.to_owned(),
+        })?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+        if text.trim().is_empty() {
+            text = String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        Err(StandInError::Command {
+            cmd: shown,
+            code: out
+                .status
+                .code()
+                .map_or("killed by a signal".into(), |c| format!("exit code {c}")),
+            stderr_tail: tail(&text, 15),
+            hint: hint.to_owned(),
+        })
+    }
+}
+
+fn random_bytes(n: usize) -> Result<Vec<u8>, StandInError> {
+    let mut buf = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|source| StandInError::Io {
+            what: "reading random bytes".into(),
+            path: PathBuf::from("/dev/urandom"),
+            source,
+        })?;
+    Ok(buf)
+}
+
+/// `len` random characters from `alphabet` (rejection sampling: no bias).
+pub(crate) fn random_from(alphabet: &[u8], len: usize) -> Result<String, StandInError> {
+    let limit = 256 - 256 % alphabet.len();
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        for b in random_bytes(len * 2)? {
+            if usize::from(b) < limit && out.len() < len {
+                out.push(char::from(alphabet[usize::from(b) % alphabet.len()]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// Every character that breaks a naively built URL or libpq string.
+pub(crate) const HOSTILE: &[u8] = b"@:/%#?&+ '\"\\=;aZ9";
+
+/// A password as the PostgreSQL charm makes them (alphanumerics), or, with
+/// the test knob, one that starts with every hostile character once.
+pub(crate) fn password(hostile: bool) -> Result<String, StandInError> {
+    if hostile {
+        let mut p = String::from_utf8_lossy(HOSTILE).into_owned();
+        p.push_str(&random_from(HOSTILE, 23)?);
+        Ok(p)
+    } else {
+        random_from(ALNUM, 40)
+    }
+}
+
+/// Where an outside tool is: `$env_var` if set, else the first existing
+/// `defaults` entry, else the name for PATH lookup.
+pub(crate) fn tool(env_var: &str, defaults: &[&str]) -> Option<PathBuf> {
+    if let Some(v) = std::env::var_os(env_var).filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(v));
+    }
+    defaults.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn passwords_have_the_promised_shape() {
+        let p = password(false).unwrap();
+        assert_eq!(p.len(), 40);
+        assert!(p.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let h = password(true).unwrap();
+        for c in "@:/%#?&+ ".chars() {
+            assert!(h.contains(c), "{h:?} lacks {c:?}");
+        }
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+    }
+}
