@@ -15,7 +15,10 @@ impl HaProxy {
     }
 
     fn todo(&self) -> StandInError {
-        StandInError::Invalid(format!("stand-in {}: the haproxy stand-in is not implemented yet", self.common.meta.app))
+        StandInError::Invalid(format!(
+            "stand-in {}: the haproxy stand-in is not implemented yet",
+            self.common.meta.app
+        ))
     }
 }
 
@@ -51,6 +54,6 @@ impl StandIn for HaProxy {
         None
     }
     fn status(&self) -> String {
-        format!("haproxy (not implemented yet)")
+        "haproxy (not implemented yet)".into()
     }
 }

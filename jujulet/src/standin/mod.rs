@@ -136,9 +136,7 @@ pub enum StandInError {
     UnknownKind(String),
     #[error("{0}")]
     Invalid(String),
-    #[error(
-        "stand-in {app} ({kind}) does not speak interface {interface:?}; it speaks {speaks}"
-    )]
+    #[error("stand-in {app} ({kind}) does not speak interface {interface:?}; it speaks {speaks}")]
     Interface {
         app: String,
         kind: String,

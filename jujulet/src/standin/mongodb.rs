@@ -15,7 +15,10 @@ impl MongoDb {
     }
 
     fn todo(&self) -> StandInError {
-        StandInError::Invalid(format!("stand-in {}: the mongodb stand-in is not implemented yet", self.common.meta.app))
+        StandInError::Invalid(format!(
+            "stand-in {}: the mongodb stand-in is not implemented yet",
+            self.common.meta.app
+        ))
     }
 }
 
@@ -51,6 +54,6 @@ impl StandIn for MongoDb {
         None
     }
     fn status(&self) -> String {
-        format!("mongodb (not implemented yet)")
+        "mongodb (not implemented yet)".into()
     }
 }

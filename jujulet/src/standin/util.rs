@@ -126,7 +126,17 @@ impl Common {
         })
         .map_err(|e| StandInError::Invalid(format!("serialising stand-in state: {e}")))?;
         let tmp = self.dir.join(".state.json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io("writing the stand-in state", e))?;
+        // 0600: the state holds passwords.
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| io("writing the stand-in state", e))?
+        };
         f.write_all(&json)
             .and_then(|()| f.sync_all())
             .map_err(|e| io("writing the stand-in state", e))?;
@@ -376,6 +386,7 @@ pub(crate) fn password(hostile: bool) -> Result<String, StandInError> {
 
 /// Where an outside tool is: `$env_var` if set, else the first existing
 /// `defaults` entry, else the name for PATH lookup.
+#[allow(dead_code)] // used by the mongodb stand-in, next
 pub(crate) fn tool(env_var: &str, defaults: &[&str]) -> Option<PathBuf> {
     if let Some(v) = std::env::var_os(env_var).filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(v));
