@@ -386,7 +386,6 @@ pub(crate) fn password(hostile: bool) -> Result<String, StandInError> {
 
 /// Where an outside tool is: `$env_var` if set, else the first existing
 /// `defaults` entry, else the name for PATH lookup.
-#[allow(dead_code)] // used by the mongodb stand-in, next
 pub(crate) fn tool(env_var: &str, defaults: &[&str]) -> Option<PathBuf> {
     if let Some(v) = std::env::var_os(env_var).filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(v));
