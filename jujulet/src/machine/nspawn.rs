@@ -312,9 +312,7 @@ impl Nspawn {
             if self.st.leader.is_none_or(|l| !l.alive())
                 && let Some(nspawn) = self.st.nspawn
             {
-                self.st.leader = process::children(nspawn.pid)
-                    .first()
-                    .and_then(|&p| Proc::of(p));
+                self.st.leader = process::container_init(nspawn.pid);
                 if self.st.leader.is_some() {
                     self.save()?;
                 }
@@ -480,10 +478,16 @@ pub(super) fn teardown(
     let leader = st.leader.filter(|l| l.alive()).or_else(|| {
         st.nspawn
             .filter(|n| n.alive())
-            .and_then(|n| process::children(n.pid).first().and_then(|&p| Proc::of(p)))
+            .and_then(|n| process::container_init(n.pid))
     });
-    if let Some(leader) = leader {
-        let _ = process::output_within(
+    // A booted machine is powered off properly (units stop, as on a real
+    // machine); one whose boot never finished has nothing worth a clean
+    // shutdown, and its systemd may not answer yet: it is killed at once.
+    let mut grace = Duration::ZERO;
+    if st.booted
+        && let Some(leader) = leader
+    {
+        let asked = process::output_within(
             Command::new("nsenter").args([
                 "-t",
                 &leader.pid.to_string(),
@@ -497,15 +501,24 @@ pub(super) fn teardown(
             ]),
             Duration::from_secs(15),
         );
-    } else if let Some(n) = st.nspawn {
-        // No container systemd to ask (yet): nspawn turns SIGTERM into an
-        // orderly shutdown of the container, or just exits before it forked.
+        if !asked.is_ok_and(|o| o.status.success())
+            && let Some(n) = st.nspawn
+        {
+            // nspawn turns SIGTERM into an orderly shutdown of the container.
+            n.signal(Signal::SIGTERM);
+        }
+        grace = Duration::from_secs(30);
+    } else if leader.is_none()
+        && let Some(n) = st.nspawn
+    {
+        // Before it forked the container, nspawn just exits on SIGTERM.
         n.signal(Signal::SIGTERM);
+        grace = Duration::from_secs(2);
     }
     let all_gone = |child: &mut Option<&mut Child>| {
         !nspawn_alive(child) && !leader_alive() && leader.is_none_or(|l| !l.alive())
     };
-    if !process::wait_until(Duration::from_secs(30), || all_gone(&mut child)) {
+    if !process::wait_until(grace, || all_gone(&mut child)) {
         // Everything under nspawn, found now (the tree may have grown since),
         // leaves first; SIGKILL to a PID namespace's init ends all inside it.
         // Killing only nspawn would orphan the container's systemd.

@@ -71,6 +71,16 @@ pub fn children(parent: u32) -> Vec<u32> {
     out
 }
 
+/// The container's init among `nspawn`'s children: the first one in
+/// another PID namespace (nspawn may fork helpers that stay in ours).
+pub fn container_init(nspawn: u32) -> Option<Proc> {
+    let ours = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    children(nspawn)
+        .into_iter()
+        .find(|c| std::fs::read_link(format!("/proc/{c}/ns/pid")).is_ok_and(|ns| ns != ours))
+        .and_then(Proc::of)
+}
+
 /// Every live process below `root`, deepest first.
 pub fn descendants(root: u32) -> Vec<Proc> {
     let mut out = Vec::new();
