@@ -168,6 +168,38 @@ fn nspawn_machine_boots_runs_and_goes_away() {
     let st = String::from_utf8_lossy(&st.stdout).trim().to_owned();
     assert!(st == "running" || st == "degraded", "state {st:?}");
 
+    // Services really run under that systemd; the host's database and
+    // proxies that would take ports are masked.
+    let out = m
+        .exec(
+            &sv(&["systemd-run", "--unit=jujulet-probe", "/bin/sleep", "300"]),
+            &env(),
+            Path::new("/"),
+        )
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = m
+        .exec(
+            &sv(&["systemctl", "is-active", "jujulet-probe"]),
+            &env(),
+            Path::new("/"),
+        )
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "active\n");
+    let out = m
+        .exec(
+            &sv(&[
+                "systemctl",
+                "is-enabled",
+                "postgresql.service",
+                "haproxy.service",
+            ]),
+            &env(),
+            Path::new("/"),
+        )
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "masked\nmasked\n");
+
     // Exactly the given environment, the given cwd.
     let out = m.exec(&sv(&["env"]), &env(), Path::new("/etc")).unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::util::{self, Common};
 use super::{RelationSnapshot, RemoteData, StandIn, StandInError};
+use crate::machine::process::Proc;
 
 const INTERFACES: &[&str] = &["http"];
 
@@ -35,6 +36,10 @@ struct State {
     /// Units whose data could not be used (bad port or host), for status.
     #[serde(default)]
     rejected: BTreeMap<String, String>,
+    /// Every HAProxy process started (old ones drain after a reload), so
+    /// stop() ends them all.
+    #[serde(default)]
+    procs: Vec<Proc>,
 }
 
 pub struct HaProxy {
@@ -126,6 +131,10 @@ impl HaProxy {
                 .is_some_and(|p| Some(p) != old && util::pid_alive(p))
                 && util::port_open(port)
         });
+        if let Some(p) = self.pid().and_then(Proc::of) {
+            self.st.procs.retain(Proc::alive);
+            self.st.procs.push(p);
+        }
         if !started {
             return Err(StandInError::Timeout {
                 what: format!("HAProxy on 127.0.0.1:{port}"),
@@ -229,11 +238,27 @@ impl StandIn for HaProxy {
     }
 
     fn stop(&mut self) -> Result<(), StandInError> {
-        if let Some(pid) = self.pid().filter(|&p| util::pid_alive(p))
-            && !util::terminate(pid, Duration::from_secs(10))
+        let mut pids: Vec<u32> = self
+            .st
+            .procs
+            .iter()
+            .filter(|p| p.alive())
+            .map(|p| p.pid)
+            .collect();
+        pids.extend(self.pid().filter(|&p| util::pid_alive(p)));
+        for pid in pids {
+            if !util::terminate(pid, Duration::from_secs(10)) {
+                return Err(StandInError::Invalid(format!(
+                    "stand-in {}: HAProxy PID {pid} survived SIGKILL",
+                    self.common.meta.app
+                )));
+            }
+        }
+        if let Some(port) = self.st.port
+            && !util::wait_until(Duration::from_secs(5), || !util::port_open(port))
         {
             return Err(StandInError::Invalid(format!(
-                "stand-in {}: HAProxy PID {pid} survived SIGKILL",
+                "stand-in {}: 127.0.0.1:{port} still answers after HAProxy stopped; check `ss -ltnp`",
                 self.common.meta.app
             )));
         }

@@ -410,6 +410,24 @@ mod tests {
     }
 
     #[test]
+    fn state_round_trips_and_guards_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("pg");
+        let c = Common::open("postgresql", &d, "postgresql", 2, &Options::default()).unwrap();
+        assert_eq!(c.units(), ["postgresql/0", "postgresql/1"]);
+        c.save(&vec![1u16, 2]).unwrap();
+        let mut again =
+            Common::open("postgresql", &d, "postgresql", 2, &Options::default()).unwrap();
+        assert_eq!(again.load::<Vec<u16>>().unwrap(), [1, 2]);
+        let e = Common::open("mongodb", &d, "postgresql", 2, &Options::default()).unwrap_err();
+        assert!(e.to_string().contains("remove the directory"), "{e}");
+        assert!(Common::open("postgresql", &d, "pg", 2, &Options::default()).is_err());
+        again.forget().unwrap();
+        let fresh = Common::open("mongodb", &d, "m", 1, &Options::default()).unwrap();
+        assert_eq!(fresh.meta.kind, "mongodb");
+    }
+
+    #[test]
     fn tail_keeps_the_last_lines() {
         assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
         assert_eq!(tail("a", 5), "a");
