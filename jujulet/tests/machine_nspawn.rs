@@ -150,8 +150,21 @@ fn nspawn_machine_boots_runs_and_goes_away() {
         return;
     }
     let model = Model::new();
+    // A live, writable host dir inside (the overlay's lower layer is not
+    // meant for files that change after boot): e.g. for hook-tool traffic.
+    let shared = model.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("from-host"), "before boot\n").unwrap();
+    let opts = CreateOptions {
+        binds: vec![machine::Bind {
+            host: shared.clone(),
+            inside: "/var/lib/jujulet-shared".into(),
+            read_only: false,
+        }],
+        ..CreateOptions::default()
+    };
     let t = Instant::now();
-    let mut m = machine::create(MachineKind::Nspawn, &model.path(), &|p| {
+    let mut m = machine::create_with(MachineKind::Nspawn, &model.path(), &opts, &|p| {
         eprintln!("create: {p}")
     })
     .unwrap();
@@ -239,6 +252,28 @@ fn nspawn_machine_boots_runs_and_goes_away() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "placed from the host\n"
+    );
+
+    std::fs::write(shared.join("from-host"), "after boot\n").unwrap();
+    let out = m
+        .exec(
+            &sv(&[
+                "sh",
+                "-c",
+                "cat from-host; echo from-machine > from-machine",
+            ]),
+            &env(),
+            Path::new("/var/lib/jujulet-shared"),
+        )
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "after boot\n",
+        "{out:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(shared.join("from-machine")).unwrap(),
+        "from-machine\n"
     );
 
     // The timeout variant kills a command that runs too long.
