@@ -20,6 +20,7 @@ fn can_run() -> bool {
         }
     }
     if missing.is_empty() {
+        machine::preflight(MachineKind::Nspawn).unwrap();
         return true;
     }
     let msg = format!("nspawn machine test needs: {}", missing.join(", "));

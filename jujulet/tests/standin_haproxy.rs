@@ -145,6 +145,7 @@ fn haproxy_forwards_with_forwarded_headers_and_follows_changes() {
     if !can_run() {
         return;
     }
+    standin::preflight("haproxy").unwrap();
     let one = Backend::start("one");
     let two = Backend::start("two");
     let model = tempfile::Builder::new()

@@ -71,6 +71,7 @@ fn mongodb_answers_insert_and_find() {
     if !can_run() {
         return;
     }
+    standin::preflight("mongodb").unwrap();
     let model = tempfile::Builder::new()
         .prefix("jujulet-mongo-test-")
         .tempdir()

@@ -121,6 +121,7 @@ fn pgsql_and_postgresql_client_credentials_really_log_in() {
     if !can_run() {
         return;
     }
+    standin::preflight("postgresql").unwrap();
     let (mut pg, dir) = start(&Options::default());
     assert!(pg.s.is_running());
     assert!(pg.s.interfaces().contains(&"pgsql"));
@@ -249,6 +250,7 @@ fn hostile_password_logs_in_when_encoded() {
     if !can_run() {
         return;
     }
+    standin::preflight("postgresql").unwrap();
     let (mut pg, _dir) = start(&Options {
         hostile_password: true,
     });

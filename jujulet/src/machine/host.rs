@@ -13,7 +13,7 @@ pub struct Host {
     root: PathBuf,
 }
 
-fn require_systemd() -> Result<(), MachineError> {
+pub(super) fn require_systemd() -> Result<(), MachineError> {
     let comm = std::fs::read_to_string("/proc/1/comm")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|e| format!("unknown ({e})"));

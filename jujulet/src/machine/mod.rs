@@ -148,6 +148,43 @@ pub fn create_with(
     }
 }
 
+/// Check, before anything is set up, that this host can run `kind`
+/// machines: root and the tools for nspawn; systemd as PID 1 for host.
+pub fn preflight(kind: MachineKind) -> Result<(), MachineError> {
+    match kind {
+        MachineKind::Host => host::require_systemd(),
+        MachineKind::Nspawn => {
+            if !nix::unistd::geteuid().is_root() {
+                return Err(MachineError::Invalid(
+                    "nspawn machines need root (mounts, systemd-nspawn); run jujulet as root"
+                        .into(),
+                ));
+            }
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let missing: Vec<&str> = [
+                "systemd-nspawn",
+                "nsenter",
+                "setsid",
+                "mount",
+                "umount",
+                "systemctl",
+            ]
+            .into_iter()
+            .filter(|t| !std::env::split_paths(&path).any(|d| d.join(t).is_file()))
+            .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(MachineError::Invalid(format!(
+                    "nspawn machines need {} on PATH; install systemd-container and util-linux \
+                     (scripts/lib/install-deps)",
+                    missing.join(", ")
+                )))
+            }
+        }
+    }
+}
+
 /// Find the machine recorded in `<model_dir>/machine.json`, checking it is alive.
 pub fn attach(model_dir: &Path) -> Result<Box<dyn Machine>, MachineError> {
     let model_dir = absolute(model_dir)?;
@@ -402,6 +439,7 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(e, MachineError::HostNotSystemd { .. }), "{e}");
+        assert!(preflight(MachineKind::Host).is_err());
         assert!(e.to_string().contains("nspawn"));
         assert!(!dir.path().join(STATE_FILE).exists());
     }

@@ -303,6 +303,10 @@ fn valid_host(h: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'))
 }
 
+pub(crate) fn preflight() -> Result<(), StandInError> {
+    haproxy_bin().map(|_| ())
+}
+
 fn haproxy_bin() -> Result<PathBuf, StandInError> {
     ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
         .iter()

@@ -130,6 +130,18 @@ pub fn open_with(
     }
 }
 
+/// Check, before anything starts, that this host has what a `kind`
+/// stand-in needs (server binaries, the postgres user), so the CLI can fail
+/// early with what to install.
+pub fn preflight(kind: &str) -> Result<(), StandInError> {
+    match kind {
+        "postgresql" => postgresql::preflight(),
+        "mongodb" => mongodb::preflight(),
+        "haproxy" => haproxy::preflight(),
+        other => Err(StandInError::UnknownKind(other.to_owned())),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StandInError {
     #[error("unknown stand-in kind {0:?}; known kinds: postgresql, mongodb, haproxy")]

@@ -75,6 +75,10 @@ impl MongoDb {
     }
 }
 
+pub(crate) fn preflight() -> Result<(), StandInError> {
+    secantusd().map(|_| ())
+}
+
 fn secantusd() -> Result<PathBuf, StandInError> {
     let cache = std::env::var("WSGI_CHARM_CACHE")
         .map(|c| format!("{c}/venvs/mongo/bin/secantusd-py"))

@@ -561,6 +561,25 @@ impl StandIn for PostgreSql {
     }
 }
 
+pub(crate) fn preflight() -> Result<(), StandInError> {
+    let bin = pg_bin(None)?;
+    postgres_ids()?;
+    for tool in ["pg_ctl", "psql"] {
+        if !bin.join(tool).exists() {
+            return Err(StandInError::Missing {
+                tool: tool.into(),
+                detail: format!("not in {}", bin.display()),
+            });
+        }
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(StandInError::Invalid(
+            "the PostgreSQL stand-in needs root (it runs the server as the postgres user)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The newest `/usr/lib/postgresql/<major>/bin`, or the one that made the
 /// cluster.
 fn pg_bin(major: Option<&str>) -> Result<PathBuf, StandInError> {
