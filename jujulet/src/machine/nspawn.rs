@@ -121,6 +121,13 @@ impl Nspawn {
             Ok(()) => Ok(m),
             Err(e) if options.keep_on_failure => Err(e),
             Err(e) => {
+                // A terminal's Ctrl-C also kills our mount/systemctl child:
+                // report the interrupt, not the child's death.
+                let e = if guard.interrupted() {
+                    MachineError::Interrupted
+                } else {
+                    e
+                };
                 progress("creating the machine failed; cleaning up");
                 match teardown(model_dir, &m.st, m.child.as_mut()) {
                     Ok(()) => Err(e),
