@@ -8,13 +8,24 @@
 //! The scheduler drives it like this:
 //! 1. `open(kind, dir, app, n_units)` then `start(progress)` once (idempotent:
 //!    a started stand-in whose server is alive does nothing);
-//! 2. after every hook that committed relation data on a relation with this
-//!    stand-in, `react(&snapshot)` and diff the returned [`RemoteData`] against
-//!    what the remote side published before; fire `-relation-changed` for
-//!    what differs;
+//! 2. on `relate` (before the joined hooks: a real remote unit has its
+//!    addresses from the start) and after every hook that committed relation
+//!    data on a relation with this stand-in, `react(&snapshot)` and diff the
+//!    returned [`RemoteData`] against what the remote side published before;
+//!    fire `-relation-changed` for what differs;
 //! 3. on `unrelate`, `broken(&snapshot)` (e.g. PostgreSQL drops the role, so
 //!    a stale password really stops working);
 //! 4. on `destroy`, `stop()` (idempotent; removes the server's data).
+//!
+//! What each kind publishes:
+//! - `postgresql` (`pgsql`, `postgresql_client`): see [`postgresql`]; on
+//!   pgsql it answers as soon as a charm unit is in the relation, with the
+//!   requested `database` or else the client application's name, as the
+//!   PostgreSQL charm does;
+//! - `mongodb` (`mongodb`): `hostname`, `port`, `replset`, `type` per unit,
+//!   no credentials (the classic interface has none);
+//! - `haproxy` (`http`): only its units' addresses; [`StandIn::address`] is
+//!   the frontend to send requests to.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
