@@ -552,8 +552,25 @@ pub(super) fn teardown(
         }
     }
 
+    // nspawn's lock on the image dir, named by its device and inode; a
+    // killed nspawn leaves it behind. Read before the overlay goes.
+    let image_lock = process::mounts_under(&st.merged)
+        .contains(&st.merged)
+        .then(|| std::fs::metadata(&st.merged).ok())
+        .flatten()
+        .map(|md| {
+            use std::os::unix::fs::MetadataExt;
+            PathBuf::from(format!(
+                "/run/systemd/nspawn/locks/inode-{}:{}",
+                md.dev(),
+                md.ino()
+            ))
+        });
     for m in process::mounts_under(&st.dir) {
         unmount(&m)?;
+    }
+    if let Some(lock) = image_lock {
+        let _ = std::fs::remove_file(lock);
     }
     if process::mounts_under(&st.dir).is_empty() {
         // Only with nothing mounted under it: removing through a live
