@@ -107,7 +107,8 @@ pub trait StandIn {
 pub const KINDS: &[&str] = &["postgresql", "mongodb", "haproxy"];
 
 /// Open the stand-in in `dir`: load `dir/state.json` if it exists (a stand-in
-/// started by an earlier process; `app_name`/`n_units` must then match), else
+/// started by an earlier process; `kind` and `app_name` must then match, and
+/// `n_units` may differ: the same server then plays more or fewer units), else
 /// prepare a new, not yet started one. Nothing runs until `start`.
 pub fn open(
     kind: &str,

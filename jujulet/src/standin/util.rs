@@ -62,18 +62,21 @@ impl Common {
                         path.display()
                     ))
                 })?;
-                if file.meta.kind != kind || file.meta.app != app || file.meta.n_units != n_units {
+                if file.meta.kind != kind || file.meta.app != app {
                     return Err(StandInError::Invalid(format!(
-                        "{} holds stand-in {} ({}, {} units), not {app} ({kind}, {n_units} units); \
+                        "{} holds stand-in {} ({}), not {app} ({kind}); \
                          stop it and remove the directory first",
                         dir.display(),
                         file.meta.app,
                         file.meta.kind,
-                        file.meta.n_units
                     )));
                 }
+                // The unit count may change (add-unit on a stand-in): one
+                // server plays every unit, so only the published units change.
+                let mut meta = file.meta;
+                meta.n_units = n_units;
                 Ok(Self {
-                    meta: file.meta,
+                    meta,
                     dir: dir.to_owned(),
                     saved: Some(file.state),
                 })
@@ -422,6 +425,8 @@ mod tests {
         let e = Common::open("mongodb", &d, "postgresql", 2, &Options::default()).unwrap_err();
         assert!(e.to_string().contains("remove the directory"), "{e}");
         assert!(Common::open("postgresql", &d, "pg", 2, &Options::default()).is_err());
+        let scaled = Common::open("postgresql", &d, "postgresql", 3, &Options::default()).unwrap();
+        assert_eq!(scaled.units().len(), 3);
         again.forget().unwrap();
         let fresh = Common::open("mongodb", &d, "m", 1, &Options::default()).unwrap();
         assert_eq!(fresh.meta.kind, "mongodb");
