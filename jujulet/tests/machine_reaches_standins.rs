@@ -48,6 +48,10 @@ struct World {
 
 impl Drop for World {
     fn drop(&mut self) {
+        // As `jujulet destroy` would: whatever the model dir records.
+        if let Err(e) = standin::stop_all(self.model.path()) {
+            eprintln!("cleanup: {e}");
+        }
         for s in &mut self.standins {
             if let Err(e) = s.stop() {
                 eprintln!("cleanup: {e}");
@@ -95,7 +99,7 @@ fn units_inside_reach_standins_and_back() {
         model,
     };
     w.machine = Some(machine::create(MachineKind::Nspawn, &dir, &|_| ()).unwrap());
-    let pg_dir = dir.join("standins/postgresql");
+    let pg_dir = standin::dir_for(&dir, "postgresql");
     w.standins
         .push(standin::open("postgresql", &pg_dir, "postgresql", 1).unwrap());
     w.standins[0].start(&|_| ()).unwrap();
@@ -153,7 +157,7 @@ fn units_inside_reach_standins_and_back() {
         )
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let lb_dir = dir.join("standins/haproxy");
+    let lb_dir = standin::dir_for(&dir, "haproxy");
     w.standins
         .push(standin::open("haproxy", &lb_dir, "haproxy", 1).unwrap());
     w.standins[1].start(&|_| ()).unwrap();
@@ -172,6 +176,7 @@ fn units_inside_reach_standins_and_back() {
         })
         .unwrap();
     let front = w.standins[1].address().unwrap();
+    assert_eq!(standin::list(&dir), [lb_dir.clone(), pg_dir.clone()]);
     let t = Instant::now();
     loop {
         let mut s = TcpStream::connect(front).unwrap();
@@ -185,4 +190,9 @@ fn units_inside_reach_standins_and_back() {
         assert!(t.elapsed() < Duration::from_secs(20), "{body}");
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // What `jujulet destroy` does, from the model dir alone.
+    standin::stop_all(&dir).unwrap();
+    assert!(standin::list(&dir).is_empty());
+    assert!(TcpStream::connect(front).is_err());
 }

@@ -142,6 +142,45 @@ pub fn open_with(
     }
 }
 
+/// Where the stand-in application `app` of the model lives:
+/// `<model_dir>/standins/<app>`.
+pub fn dir_for(model_dir: &Path, app: &str) -> PathBuf {
+    model_dir.join("standins").join(app)
+}
+
+/// Reopen the stand-in recorded in `dir` (its `state.json`), whatever its
+/// kind; for `jujulet destroy`, which must stop everything a model started
+/// even when the model state lost track of it.
+pub fn open_existing(dir: &Path) -> Result<Box<dyn StandIn>, StandInError> {
+    let meta = util::Common::peek(dir)?;
+    open(&meta.kind, dir, &meta.app, meta.n_units)
+}
+
+/// Every stand-in recorded under `<model_dir>/standins/`, by directory.
+pub fn list(model_dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(model_dir.join("standins"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("state.json").is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Stop every stand-in of the model (see [`list`]); the first error is
+/// returned after trying them all.
+pub fn stop_all(model_dir: &Path) -> Result<(), StandInError> {
+    let mut first = None;
+    for dir in list(model_dir) {
+        if let Err(e) = open_existing(&dir).and_then(|mut s| s.stop()) {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
 /// Check, before anything starts, that this host has what a `kind`
 /// stand-in needs (server binaries, the postgres user), so the CLI can fail
 /// early with what to install.

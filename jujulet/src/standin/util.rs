@@ -99,6 +99,24 @@ impl Common {
         }
     }
 
+    /// The identity recorded in `dir/state.json`.
+    pub fn peek(dir: &Path) -> Result<Meta, StandInError> {
+        let path = dir.join("state.json");
+        let bytes = std::fs::read(&path).map_err(|source| StandInError::Io {
+            what: "reading the stand-in state".into(),
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_slice::<FileIn>(&bytes)
+            .map(|f| f.meta)
+            .map_err(|e| {
+                StandInError::Invalid(format!(
+                    "{}: not a stand-in state file ({e}); remove the directory to start afresh",
+                    path.display()
+                ))
+            })
+    }
+
     /// The kind's own state as saved by an earlier process, or its default.
     pub fn load<T: DeserializeOwned + Default>(&mut self) -> Result<T, StandInError> {
         match self.saved.take() {
