@@ -306,6 +306,12 @@ fn env_argv(
             "exec: command name {first:?} would be misread by env(1); give a path"
         )));
     }
+    if !cwd.is_absolute() {
+        return Err(bad(format!(
+            "exec: cwd {} must be an absolute path inside the machine",
+            cwd.display()
+        )));
+    }
     let mut out = vec![
         "/usr/bin/env".to_owned(),
         "-i".to_owned(),
@@ -425,6 +431,7 @@ mod tests {
             .is_err()
         );
         assert!(env_argv(&[], &[], Path::new("/"), None).is_err());
+        assert!(env_argv(&["x".into()], &[], Path::new("srv"), None).is_err());
     }
 
     #[test]
