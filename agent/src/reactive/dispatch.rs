@@ -1,0 +1,294 @@
+//! The dispatch loop (charms.reactive's `bus.dispatch`), and the context a
+//! handler body receives.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::Engine;
+use super::flags::FlagBook;
+use super::handler::Handler;
+use super::state::State;
+
+/// Passes of the flag loop before a loop counts as not settling (the bound
+/// charms.reactive uses, where it stops silently).
+pub const MAX_PASSES: usize = 100;
+
+/// What a handler body can do: read and change flags, keep `data_changed`
+/// bookkeeping, and reach the layer's own context.
+pub struct Ctx<'a, C> {
+    book: &'a mut FlagBook,
+    data: &'a mut BTreeMap<String, String>,
+    hook: &'a str,
+    /// The layer's context (hook tools, host access…), supplied by the runtime.
+    pub layer: &'a mut C,
+}
+
+impl<C> Ctx<'_, C> {
+    /// The hook being dispatched, e.g. `config-changed`.
+    pub fn hook(&self) -> &str {
+        self.hook
+    }
+
+    /// Whether `flag` is set now.
+    pub fn is_set(&self, flag: &str) -> bool {
+        self.book.is_set(flag)
+    }
+
+    /// Sets `flag`. Handlers waiting for it become due in the next pass.
+    pub fn set_flag(&mut self, flag: &str) {
+        self.book.set(flag);
+    }
+
+    /// Clears `flag`. Handlers of this pass not yet run are re-tested at once.
+    pub fn clear_flag(&mut self, flag: &str) {
+        self.book.clear(flag);
+    }
+
+    /// Sets or clears `flag`.
+    pub fn toggle_flag(&mut self, flag: &str, on: bool) {
+        if on { self.set_flag(flag) } else { self.clear_flag(flag) }
+    }
+
+    /// All flags set now, sorted.
+    pub fn flags(&self) -> impl Iterator<Item = &str> {
+        self.book.flags.iter().map(String::as_str)
+    }
+
+    /// Whether `value` differs from the value last recorded under `key` (true
+    /// the first time), recording it. Compared by a hash of its JSON with
+    /// sorted keys; kept only if the hook succeeds.
+    pub fn data_changed<T: Serialize + ?Sized>(
+        &mut self,
+        key: &str,
+        value: &T,
+    ) -> Result<bool, serde_json::Error> {
+        let hash = hash_json(value)?;
+        let changed = self.data.get(key) != Some(&hash);
+        if changed {
+            self.data.insert(key.to_owned(), hash);
+        }
+        Ok(changed)
+    }
+
+    /// Forgets `key`, so that the next `data_changed(key, …)` reports a change.
+    pub fn forget_data(&mut self, key: &str) {
+        self.data.remove(key);
+    }
+}
+
+fn hash_json<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
+    // Through Value: its maps are sorted, so equal data hashes equally
+    // whatever the order of a HashMap (interface-http needed a fix for this).
+    let bytes = serde_json::to_vec(&serde_json::to_value(value)?)?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// What a dispatch did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Handler names, in the order they ran (a handler may run more than once).
+    pub invoked: Vec<String>,
+    /// Passes of the flag loop that ran handlers.
+    pub passes: usize,
+}
+
+/// Why a dispatch failed. The state handed to it must then not be committed.
+#[derive(Debug, Error)]
+pub enum DispatchError {
+    /// A handler returned an error.
+    #[error("handler {handler} failed: {message}")]
+    Handler {
+        /// The handler's name.
+        handler: String,
+        /// The error and its causes.
+        message: String,
+    },
+    /// A handler panicked.
+    #[error("handler {handler} panicked: {message}")]
+    Panic {
+        /// The handler's name.
+        handler: String,
+        /// The panic's message.
+        message: String,
+    },
+    /// The flag loop did not settle.
+    #[error(
+        "the flag loop did not settle after {MAX_PASSES} passes; flags still changing: {}; handlers still due: {}",
+        .flags.join(", "), .handlers.join(", ")
+    )]
+    NoSettle {
+        /// Flags that changed in the last pass.
+        flags: Vec<String>,
+        /// Handlers due in the pass after the last.
+        handlers: Vec<String>,
+    },
+    /// Triggers that set each other without end.
+    #[error("triggers on flag {flag} re-trigger each other without end")]
+    TriggerLoop {
+        /// The flag at which the chain was cut.
+        flag: String,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum Phase {
+    Hooks,
+    Pass(usize),
+}
+
+impl<C> Engine<C> {
+    /// Dispatches `hook`: sets the per-hook `transient` flags (e.g. the
+    /// automatic `config.*` flags; triggers fire), runs the hooks phase and the
+    /// flag loop, then clears the transient flags again. `state` holds the
+    /// result; commit it only if this returns `Ok`.
+    pub fn dispatch(
+        &self,
+        hook: &str,
+        transient: &[String],
+        state: &mut State,
+        layer: &mut C,
+    ) -> Result<Report, DispatchError> {
+        let mut book = FlagBook::new(std::mem::take(&mut state.flags), self.triggers.clone());
+        let result = self.run(hook, transient, &mut book, &mut state.data, layer);
+        state.flags = std::mem::take(&mut book.flags);
+        let report = result?;
+        match book.trigger_overflow {
+            Some(flag) => Err(DispatchError::TriggerLoop { flag }),
+            None => Ok(report),
+        }
+    }
+
+    fn run(
+        &self,
+        hook: &str,
+        transient: &[String],
+        book: &mut FlagBook,
+        data: &mut BTreeMap<String, String>,
+        layer: &mut C,
+    ) -> Result<Report, DispatchError> {
+        for flag in transient {
+            book.set(flag);
+        }
+        // Changes made before dispatch do not gate passes (FlagWatch.reset).
+        book.reset_watch();
+        let mut report = Report::default();
+
+        let due = self.due(Phase::Hooks, hook, book, 0..self.handlers.len());
+        self.run_batch(due, Phase::Hooks, hook, book, data, layer, &mut report)?;
+
+        let mut settled = false;
+        for pass in 0..MAX_PASSES {
+            let due = self.due(Phase::Pass(pass), hook, book, 0..self.handlers.len());
+            if due.is_empty() {
+                settled = true;
+                break;
+            }
+            report.passes += 1;
+            self.run_batch(due, Phase::Pass(pass), hook, book, data, layer, &mut report)?;
+        }
+        if !settled {
+            let due = self.due(Phase::Pass(MAX_PASSES), hook, book, 0..self.handlers.len());
+            if !due.is_empty() {
+                return Err(DispatchError::NoSettle {
+                    flags: book.last_changes().iter().cloned().collect(),
+                    handlers: due.iter().map(|&i| self.handlers[i].name.clone()).collect(),
+                });
+            }
+        }
+        for flag in transient {
+            book.clear(flag);
+        }
+        Ok(report)
+    }
+
+    /// The handlers among `candidates` that should run now, in order.
+    fn due(
+        &self,
+        phase: Phase,
+        hook: &str,
+        book: &FlagBook,
+        candidates: impl IntoIterator<Item = usize>,
+    ) -> Vec<usize> {
+        candidates.into_iter().filter(|&i| is_due(&self.handlers[i], phase, hook, book)).collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_batch(
+        &self,
+        due: Vec<usize>,
+        phase: Phase,
+        hook: &str,
+        book: &mut FlagBook,
+        data: &mut BTreeMap<String, String>,
+        layer: &mut C,
+        report: &mut Report,
+    ) -> Result<(), DispatchError> {
+        let mut queue: VecDeque<usize> = due.into();
+        'batch: while !queue.is_empty() {
+            book.removed = false;
+            while let Some(i) = queue.pop_front() {
+                let handler = &self.handlers[i];
+                report.invoked.push(handler.name.clone());
+                invoke(handler, Ctx { book: &mut *book, data: &mut *data, hook, layer: &mut *layer })?;
+                if book.removed {
+                    // A cleared flag may have made queued handlers ineligible.
+                    queue = self.due(phase, hook, book, queue).into();
+                    continue 'batch;
+                }
+            }
+        }
+        book.commit_watch();
+        Ok(())
+    }
+}
+
+fn is_due<C>(h: &Handler<C>, phase: Phase, hook: &str, book: &FlagBook) -> bool {
+    match phase {
+        Phase::Hooks => h.is_hook_handler() && h.matches_hook(hook) && h.flags_hold(book),
+        Phase::Pass(pass) => {
+            // A handler watching no flag runs in the first pass only
+            // (charms.reactive would re-run it every pass until its cap).
+            let gate = pass == 0 || (!h.watched.is_empty() && book.changed_last_pass(&h.watched));
+            !h.is_hook_handler() && gate && h.flags_hold(book)
+        }
+    }
+}
+
+fn invoke<C>(handler: &Handler<C>, mut ctx: Ctx<'_, C>) -> Result<(), DispatchError> {
+    match catch_unwind(AssertUnwindSafe(|| (handler.body)(&mut ctx))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            Err(DispatchError::Handler { handler: handler.name.clone(), message: e.chain() })
+        }
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-text panic payload".to_owned());
+            Err(DispatchError::Panic { handler: handler.name.clone(), message })
+        }
+    }
+}
+
+impl<C> Engine<C> {
+    /// Sets `flags` (firing triggers) outside any dispatch, as a charm's code
+    /// calling `set_flag` before `main()` would.
+    pub(crate) fn dispatch_setting(
+        &self,
+        flags: &[String],
+        state: &mut State,
+    ) -> Result<(), DispatchError> {
+        let mut book = FlagBook::new(std::mem::take(&mut state.flags), self.triggers.clone());
+        flags.iter().for_each(|f| book.set(f));
+        state.flags = std::mem::take(&mut book.flags);
+        match book.trigger_overflow {
+            Some(flag) => Err(DispatchError::TriggerLoop { flag }),
+            None => Ok(()),
+        }
+    }
+}
