@@ -1,6 +1,7 @@
 //! The `wsgi-agent` binary. Juju runs it through `dispatch` for every hook;
 //! an operator or a test runs its subcommands.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,8 +37,9 @@ enum Command {
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_default();
-    let named_as_hook =
-        PathBuf::from(&argv0).file_name().is_some_and(|n| n != "wsgi-agent" && n != "dispatch");
+    let named_as_hook = PathBuf::from(&argv0)
+        .file_name()
+        .is_some_and(|n| n != "wsgi-agent" && n != "dispatch");
     // Juju passes no arguments; JUJU_DISPATCH_PATH (or a hook name as argv[0],
     // for agents older than dispatch) says which hook this is.
     if args.next().is_none() && (std::env::var_os("JUJU_DISPATCH_PATH").is_some() || named_as_hook)
@@ -63,14 +65,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => std::env::current_dir()?,
             };
             let state = StateStore::new(StateStore::default_path(&dir)).load()?;
-            state.flags.iter().for_each(|f| println!("{f}"));
+            let mut out = std::io::stdout().lock();
+            for f in &state.flags {
+                writeln!(out, "{f}")?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::EngineTrace { spec, state } => {
             let text = if spec.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())?
             } else {
-                std::fs::read_to_string(&spec).with_context(|| format!("reading {}", spec.display()))?
+                std::fs::read_to_string(&spec)
+                    .with_context(|| format!("reading {}", spec.display()))?
             };
             let spec: trace::Spec = serde_json::from_str(&text).context("bad spec")?;
             let store = state.map(StateStore::new);
@@ -83,11 +89,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if let Some(s) = &store {
                         s.commit(&current)?;
                     }
-                    println!("{}", serde_json::to_string(&t)?);
+                    writeln!(std::io::stdout(), "{}", serde_json::to_string(&t)?)?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    println!("{}", serde_json::json!({ "error": e.to_string() }));
+                    writeln!(
+                        std::io::stdout(),
+                        "{}",
+                        serde_json::json!({ "error": e.to_string() })
+                    )?;
                     Ok(ExitCode::FAILURE)
                 }
             }

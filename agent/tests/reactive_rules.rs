@@ -31,7 +31,10 @@ fn body(
 }
 
 fn state(flags: &[&str]) -> State {
-    State { flags: flags.iter().map(|s| (*s).to_owned()).collect(), ..State::default() }
+    State {
+        flags: flags.iter().map(|s| (*s).to_owned()).collect(),
+        ..State::default()
+    }
 }
 
 #[test]
@@ -39,10 +42,18 @@ fn a_flag_set_takes_effect_in_the_next_pass() {
     let log = Log::default();
     let mut e = Engine::new();
     // b is registered first but only becomes due after a sets "x", one pass later.
-    e.handler("b").when_all(&["x"]).run(body(&log, "b", &[], &[])).unwrap();
+    e.handler("b")
+        .when_all(&["x"])
+        .run(body(&log, "b", &[], &[]))
+        .unwrap();
     e.handler("a").run(body(&log, "a", &["x"], &[])).unwrap();
-    e.handler("c").when_not(&["x"]).run(body(&log, "c", &[], &[])).unwrap();
-    let report = e.dispatch("config-changed", &[], &mut State::default(), &mut ()).unwrap();
+    e.handler("c")
+        .when_not(&["x"])
+        .run(body(&log, "c", &[], &[]))
+        .unwrap();
+    let report = e
+        .dispatch("config-changed", &[], &mut State::default(), &mut ())
+        .unwrap();
     // c ran in pass 0 although a set x before it: sets wait for the next pass.
     assert_eq!(*log.borrow(), ["a", "c", "b"]);
     assert_eq!(report.passes, 2);
@@ -52,9 +63,16 @@ fn a_flag_set_takes_effect_in_the_next_pass() {
 fn a_cleared_flag_removes_queued_handlers_at_once() {
     let log = Log::default();
     let mut e = Engine::new();
-    e.handler("first").when_all(&["go"]).run(body(&log, "first", &[], &["go"])).unwrap();
-    e.handler("second").when_all(&["go"]).run(body(&log, "second", &[], &[])).unwrap();
-    e.dispatch("install", &[], &mut state(&["go"]), &mut ()).unwrap();
+    e.handler("first")
+        .when_all(&["go"])
+        .run(body(&log, "first", &[], &["go"]))
+        .unwrap();
+    e.handler("second")
+        .when_all(&["go"])
+        .run(body(&log, "second", &[], &[]))
+        .unwrap();
+    e.dispatch("install", &[], &mut state(&["go"]), &mut ())
+        .unwrap();
     assert_eq!(*log.borrow(), ["first"]);
 }
 
@@ -62,8 +80,13 @@ fn a_cleared_flag_removes_queued_handlers_at_once() {
 fn clearing_an_unset_flag_re_tests_but_changes_nothing() {
     let log = Log::default();
     let mut e = Engine::new();
-    e.handler("first").run(body(&log, "first", &[], &["never-set"])).unwrap();
-    e.handler("second").when_not(&["never-set"]).run(body(&log, "second", &[], &[])).unwrap();
+    e.handler("first")
+        .run(body(&log, "first", &[], &["never-set"]))
+        .unwrap();
+    e.handler("second")
+        .when_not(&["never-set"])
+        .run(body(&log, "second", &[], &[]))
+        .unwrap();
     let mut s = State::default();
     let report = e.dispatch("install", &[], &mut s, &mut ()).unwrap();
     assert_eq!(*log.borrow(), ["first", "second"]);
@@ -74,10 +97,20 @@ fn clearing_an_unset_flag_re_tests_but_changes_nothing() {
 fn a_handler_re_runs_only_when_its_watched_flags_changed() {
     let log = Log::default();
     let mut e = Engine::new();
-    e.handler("steady").when_all(&["ready"]).run(body(&log, "steady", &[], &[])).unwrap();
-    e.handler("toggler").when_not(&["done"]).run(body(&log, "toggler", &["done"], &[])).unwrap();
-    e.handler("watcher").when_any(&["ready", "done"]).run(body(&log, "watcher", &[], &[])).unwrap();
-    e.dispatch("update-status", &[], &mut state(&["ready"]), &mut ()).unwrap();
+    e.handler("steady")
+        .when_all(&["ready"])
+        .run(body(&log, "steady", &[], &[]))
+        .unwrap();
+    e.handler("toggler")
+        .when_not(&["done"])
+        .run(body(&log, "toggler", &["done"], &[]))
+        .unwrap();
+    e.handler("watcher")
+        .when_any(&["ready", "done"])
+        .run(body(&log, "watcher", &[], &[]))
+        .unwrap();
+    e.dispatch("update-status", &[], &mut state(&["ready"]), &mut ())
+        .unwrap();
     // pass 0: all three; pass 1: only watcher (it watches "done", which changed).
     assert_eq!(*log.borrow(), ["steady", "toggler", "watcher", "watcher"]);
 }
@@ -90,11 +123,26 @@ fn hook_phase_handlers_run_once_and_only_for_their_hook() {
         .hooks(&["{postgres,mongo}-relation-{joined,changed}"])
         .run(body(&log, "db", &["seen"], &[]))
         .unwrap();
-    e.handler("after").when_all(&["seen"]).run(body(&log, "after", &[], &[])).unwrap();
-    e.dispatch("mongo-relation-changed", &[], &mut State::default(), &mut ()).unwrap();
+    e.handler("after")
+        .when_all(&["seen"])
+        .run(body(&log, "after", &[], &[]))
+        .unwrap();
+    e.dispatch(
+        "mongo-relation-changed",
+        &[],
+        &mut State::default(),
+        &mut (),
+    )
+    .unwrap();
     assert_eq!(*log.borrow(), ["db", "after"]);
     log.borrow_mut().clear();
-    e.dispatch("website-relation-changed", &[], &mut State::default(), &mut ()).unwrap();
+    e.dispatch(
+        "website-relation-changed",
+        &[],
+        &mut State::default(),
+        &mut (),
+    )
+    .unwrap();
     assert!(log.borrow().is_empty());
 }
 
@@ -107,23 +155,47 @@ fn triggers_fire_on_transitions_only() {
     e.handler("noop").run(body(&log, "noop", &[], &[])).unwrap();
     // Already set: setting again is no transition, nothing fires.
     let mut s = state(&["config.changed.port", "wsgi.configured"]);
-    e.dispatch("config-changed", &["config.changed.port".into()], &mut s, &mut ()).unwrap();
+    e.dispatch(
+        "config-changed",
+        &["config.changed.port".into()],
+        &mut s,
+        &mut (),
+    )
+    .unwrap();
     assert!(s.flags.contains("wsgi.configured"));
     // A real transition: set fires the clear, whose own transition fires the set.
     let mut s = state(&["wsgi.configured"]);
-    e.dispatch("config-changed", &["config.changed.port".into()], &mut s, &mut ()).unwrap();
+    e.dispatch(
+        "config-changed",
+        &["config.changed.port".into()],
+        &mut s,
+        &mut (),
+    )
+    .unwrap();
     assert!(!s.flags.contains("wsgi.configured"));
     assert!(s.flags.contains("needs.render"));
-    assert!(!s.flags.contains("config.changed.port"), "transient flags end with the hook");
+    assert!(
+        !s.flags.contains("config.changed.port"),
+        "transient flags end with the hook"
+    );
 }
 
 #[test]
 fn transient_flags_are_visible_during_the_hook_only() {
     let log = Log::default();
     let mut e = Engine::new();
-    e.handler("cfg").when_all(&["config.changed"]).run(body(&log, "cfg", &[], &[])).unwrap();
+    e.handler("cfg")
+        .when_all(&["config.changed"])
+        .run(body(&log, "cfg", &[], &[]))
+        .unwrap();
     let mut s = State::default();
-    e.dispatch("config-changed", &["config.changed".into()], &mut s, &mut ()).unwrap();
+    e.dispatch(
+        "config-changed",
+        &["config.changed".into()],
+        &mut s,
+        &mut (),
+    )
+    .unwrap();
     assert_eq!(*log.borrow(), ["cfg"]);
     assert!(s.flags.is_empty());
 }
@@ -132,10 +204,21 @@ fn transient_flags_are_visible_during_the_hook_only() {
 fn a_loop_that_does_not_settle_names_the_toggling_flags() {
     let log = Log::default();
     let mut e = Engine::new();
-    e.handler("on").when_not(&["blink"]).run(body(&log, "on", &["blink"], &[])).unwrap();
-    e.handler("off").when_all(&["blink"]).run(body(&log, "off", &[], &["blink"])).unwrap();
-    e.handler("quiet").when_all(&["other"]).run(body(&log, "quiet", &[], &[])).unwrap();
-    let err = e.dispatch("install", &[], &mut State::default(), &mut ()).unwrap_err();
+    e.handler("on")
+        .when_not(&["blink"])
+        .run(body(&log, "on", &["blink"], &[]))
+        .unwrap();
+    e.handler("off")
+        .when_all(&["blink"])
+        .run(body(&log, "off", &[], &["blink"]))
+        .unwrap();
+    e.handler("quiet")
+        .when_all(&["other"])
+        .run(body(&log, "quiet", &[], &[]))
+        .unwrap();
+    let err = e
+        .dispatch("install", &[], &mut State::default(), &mut ())
+        .unwrap_err();
     match &err {
         DispatchError::NoSettle { flags, handlers } => {
             assert_eq!(flags, &["blink"]);
@@ -143,7 +226,10 @@ fn a_loop_that_does_not_settle_names_the_toggling_flags() {
         }
         other => panic!("expected NoSettle, got {other}"),
     }
-    assert!(err.to_string().contains("flags still changing: blink"), "{err}");
+    assert!(
+        err.to_string().contains("flags still changing: blink"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -179,12 +265,17 @@ fn a_failing_or_panicking_hook_leaves_the_state_file_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::new(dir.path().join("state.json"));
     let mut ok = Engine::new();
-    ok.handler("good").run(|ctx| Ok(ctx.set_flag("wsgi.available"))).unwrap();
+    ok.handler("good")
+        .run(|ctx| Ok(ctx.set_flag("wsgi.available")))
+        .unwrap();
     hook(&ok, &store).unwrap();
     let before = std::fs::read(store.path()).unwrap();
 
     let mut failing = Engine::new();
-    failing.handler("sets").run(|ctx| Ok(ctx.set_flag("half.done"))).unwrap();
+    failing
+        .handler("sets")
+        .run(|ctx| Ok(ctx.set_flag("half.done")))
+        .unwrap();
     failing
         .handler("fails")
         .when_all(&["half.done"])
@@ -206,7 +297,10 @@ fn a_failing_or_panicking_hook_leaves_the_state_file_byte_for_byte() {
         })
         .unwrap();
     let err = hook(&panicking, &store).unwrap_err();
-    assert!(matches!(err, DispatchError::Panic { ref handler, .. } if handler == "boom"), "{err}");
+    assert!(
+        matches!(err, DispatchError::Panic { ref handler, .. } if handler == "boom"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(store.path()).unwrap(), before);
 }
 

@@ -88,11 +88,20 @@ mod tests {
         let flags = config_flags(Some(&previous), &current, &defaults);
         assert_eq!(
             flags,
-            vec!["config.changed", "config.changed.port", "config.default.workers", "config.set.port"]
+            vec![
+                "config.changed",
+                "config.changed.port",
+                "config.default.workers",
+                "config.set.port"
+            ]
         );
         assert_eq!(
             config_flags(Some(&previous), &previous, &defaults),
-            vec!["config.default.port", "config.default.workers", "config.set.port"]
+            vec![
+                "config.default.port",
+                "config.default.workers",
+                "config.set.port"
+            ]
         );
     }
 }

@@ -50,7 +50,11 @@ impl<C> Ctx<'_, C> {
 
     /// Sets or clears `flag`.
     pub fn toggle_flag(&mut self, flag: &str, on: bool) {
-        if on { self.set_flag(flag) } else { self.clear_flag(flag) }
+        if on {
+            self.set_flag(flag)
+        } else {
+            self.clear_flag(flag)
+        }
     }
 
     /// All flags set now, sorted.
@@ -213,7 +217,10 @@ impl<C> Engine<C> {
         book: &FlagBook,
         candidates: impl IntoIterator<Item = usize>,
     ) -> Vec<usize> {
-        candidates.into_iter().filter(|&i| is_due(&self.handlers[i], phase, hook, book)).collect()
+        candidates
+            .into_iter()
+            .filter(|&i| is_due(&self.handlers[i], phase, hook, book))
+            .collect()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -233,7 +240,15 @@ impl<C> Engine<C> {
             while let Some(i) = queue.pop_front() {
                 let handler = &self.handlers[i];
                 report.invoked.push(handler.name.clone());
-                invoke(handler, Ctx { book: &mut *book, data: &mut *data, hook, layer: &mut *layer })?;
+                invoke(
+                    handler,
+                    Ctx {
+                        book: &mut *book,
+                        data: &mut *data,
+                        hook,
+                        layer: &mut *layer,
+                    },
+                )?;
                 if book.removed {
                     // A cleared flag may have made queued handlers ineligible.
                     queue = self.due(phase, hook, book, queue).into();
@@ -261,16 +276,20 @@ fn is_due<C>(h: &Handler<C>, phase: Phase, hook: &str, book: &FlagBook) -> bool 
 fn invoke<C>(handler: &Handler<C>, mut ctx: Ctx<'_, C>) -> Result<(), DispatchError> {
     match catch_unwind(AssertUnwindSafe(|| (handler.body)(&mut ctx))) {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => {
-            Err(DispatchError::Handler { handler: handler.name.clone(), message: e.chain() })
-        }
+        Ok(Err(e)) => Err(DispatchError::Handler {
+            handler: handler.name.clone(),
+            message: e.chain(),
+        }),
         Err(payload) => {
             let message = payload
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-text panic payload".to_owned());
-            Err(DispatchError::Panic { handler: handler.name.clone(), message })
+            Err(DispatchError::Panic {
+                handler: handler.name.clone(),
+                message,
+            })
         }
     }
 }

@@ -62,7 +62,9 @@ impl FlagBook {
     }
 
     fn fire(&mut self, flag: &str, edge: Edge, depth: usize) {
-        let Some(actions) = self.triggers.get(flag, edge) else { return };
+        let Some(actions) = self.triggers.get(flag, edge) else {
+            return;
+        };
         if depth >= MAX_TRIGGER_DEPTH {
             self.trigger_overflow.get_or_insert_with(|| flag.to_owned());
             return;

@@ -4,10 +4,10 @@ use std::collections::BTreeSet;
 use std::error::Error;
 use std::fmt;
 
+use super::Engine;
 use super::dispatch::Ctx;
 use super::flags::FlagBook;
 use super::pattern::{HookPattern, PatternError};
-use super::Engine;
 
 /// What a handler body returns on failure: any error, boxed. The engine adds
 /// the handler's name when it reports it. (Deliberately not `std::error::Error`
@@ -146,13 +146,21 @@ impl<'e, C> HandlerBuilder<'e, C> {
     where
         F: Fn(&mut Ctx<'_, C>) -> Result<(), HandlerError> + 'static,
     {
-        let hooks =
-            self.hooks.iter().map(|p| HookPattern::parse(p)).collect::<Result<Vec<_>, _>>()?;
-        let watched = [&self.when_all, &self.when_any, &self.when_not, &self.when_not_all]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+        let hooks = self
+            .hooks
+            .iter()
+            .map(|p| HookPattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let watched = [
+            &self.when_all,
+            &self.when_any,
+            &self.when_not,
+            &self.when_not_all,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
         self.engine.push(Handler {
             name: self.name,
             hooks,

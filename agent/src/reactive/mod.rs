@@ -68,7 +68,10 @@ impl<C> Default for Engine<C> {
 impl<C> Engine<C> {
     /// An engine with no handlers.
     pub fn new() -> Self {
-        Engine { handlers: Vec::new(), triggers: Triggers::default() }
+        Engine {
+            handlers: Vec::new(),
+            triggers: Triggers::default(),
+        }
     }
 
     /// Starts registering a handler; finish with [`HandlerBuilder::run`].

@@ -24,7 +24,10 @@ const MAX_EXPANSION: usize = 4096;
 impl HookPattern {
     /// Parses and expands `pattern`.
     pub fn parse(pattern: &str) -> Result<Self, PatternError> {
-        let err = |problem| PatternError { pattern: pattern.to_owned(), problem };
+        let err = |problem| PatternError {
+            pattern: pattern.to_owned(),
+            problem,
+        };
         let mut names = vec![String::new()];
         let mut rest = pattern;
         while !rest.is_empty() {
@@ -54,7 +57,10 @@ impl HookPattern {
                 }
             }
         }
-        Ok(HookPattern { source: pattern.to_owned(), names })
+        Ok(HookPattern {
+            source: pattern.to_owned(),
+            names,
+        })
     }
 
     /// Whether `hook` is one of the names the pattern expands to (exact match,
@@ -100,9 +106,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_braces() {
-        assert_eq!(HookPattern::parse("a{b").unwrap_err().problem, "unclosed '{'");
-        assert_eq!(HookPattern::parse("a}b").unwrap_err().problem, "unbalanced '}'");
-        assert_eq!(HookPattern::parse("{a{b}}").unwrap_err().problem, "nested '{'");
+        assert_eq!(
+            HookPattern::parse("a{b").unwrap_err().problem,
+            "unclosed '{'"
+        );
+        assert_eq!(
+            HookPattern::parse("a}b").unwrap_err().problem,
+            "unbalanced '}'"
+        );
+        assert_eq!(
+            HookPattern::parse("{a{b}}").unwrap_err().problem,
+            "nested '{'"
+        );
         let bomb = "{a,b,c,d}".repeat(8);
         assert!(HookPattern::parse(&bomb).is_err());
     }

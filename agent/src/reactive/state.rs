@@ -101,19 +101,33 @@ impl StateStore {
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(source) => return Err(StateError::Io { path: self.path.clone(), source }),
+            Err(source) => {
+                return Err(StateError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
         };
         // Check the version before the shape, so a newer file is named as such.
         let format = serde_json::from_slice::<Value>(&bytes)
-            .map_err(|source| StateError::Corrupt { path: self.path.clone(), source })?
+            .map_err(|source| StateError::Corrupt {
+                path: self.path.clone(),
+                source,
+            })?
             .get("format")
             .and_then(Value::as_u64);
         if let Some(found) = format.filter(|f| *f != u64::from(FORMAT)) {
             let found = u32::try_from(found).unwrap_or(u32::MAX);
-            return Err(StateError::Format { path: self.path.clone(), found });
+            return Err(StateError::Format {
+                path: self.path.clone(),
+                found,
+            });
         }
-        let on_disk: OnDisk = serde_json::from_slice(&bytes)
-            .map_err(|source| StateError::Corrupt { path: self.path.clone(), source })?;
+        let on_disk: OnDisk =
+            serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+                path: self.path.clone(),
+                source,
+            })?;
         Ok(on_disk.state)
     }
 
@@ -121,17 +135,30 @@ impl StateStore {
     /// secrets). Returns false, writing nothing, when the file already holds
     /// exactly this state, so that idle hooks leave its mtime alone.
     pub fn commit(&self, state: &State) -> Result<bool, StateError> {
-        let io_err = |source| StateError::Io { path: self.path.clone(), source };
-        let mut bytes = serde_json::to_vec_pretty(&OnDisk { format: FORMAT, state: state.clone() })
-            .map_err(|e| io_err(io::Error::other(e)))?;
+        let io_err = |source| StateError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut bytes = serde_json::to_vec_pretty(&OnDisk {
+            format: FORMAT,
+            state: state.clone(),
+        })
+        .map_err(|e| io_err(io::Error::other(e)))?;
         bytes.push(b'\n');
         if fs::read(&self.path).is_ok_and(|old| old == bytes) {
             return Ok(false);
         }
         if let Some(dir) = self.path.parent() {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_err)?;
         }
-        let mut file = AtomicWriteFile::options().mode(0o600).open(&self.path).map_err(io_err)?;
+        let mut file = AtomicWriteFile::options()
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(io_err)?;
         file.write_all(&bytes).map_err(io_err)?;
         file.commit().map_err(io_err)?;
         Ok(true)
@@ -161,9 +188,15 @@ mod tests {
         assert_eq!(store.load().unwrap(), state);
         let mtime = fs::metadata(store.path()).unwrap().modified().unwrap();
         assert!(!store.commit(&state).unwrap());
-        assert_eq!(fs::metadata(store.path()).unwrap().modified().unwrap(), mtime);
+        assert_eq!(
+            fs::metadata(store.path()).unwrap().modified().unwrap(),
+            mtime
+        );
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(store.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(store.path()).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

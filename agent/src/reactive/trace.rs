@@ -153,7 +153,10 @@ pub fn run_from(spec: &Spec, state: &mut State) -> Result<Trace, TraceError> {
     init.triggers = engine.triggers.clone();
     init.dispatch_setting(&spec.flags, state)?;
     let report = engine.dispatch(&spec.hook, &[], state, &mut ())?;
-    Ok(Trace { invoked: report.invoked, flags: state.flags.iter().cloned().collect() })
+    Ok(Trace {
+        invoked: report.invoked,
+        flags: state.flags.iter().cloned().collect(),
+    })
 }
 
 /// Runs `spec` from no flags.
