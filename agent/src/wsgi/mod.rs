@@ -2,7 +2,12 @@
 
 // The layer's desired state, rendered (pure; issue 4).
 pub mod config;
+pub mod desired;
+pub mod envfile;
+pub mod gunicorn_conf;
 pub mod envvars;
 pub mod layer_options;
+pub mod logrotate;
 pub mod paths;
 pub mod quote;
+pub mod unit;

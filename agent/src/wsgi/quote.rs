@@ -39,6 +39,22 @@ pub fn systemd_quote(word: &str) -> String {
     out
 }
 
+/// One `ExecStart=` word: bare when it is made only of characters systemd
+/// never interprets (letters, digits and `/ . _ - + @ : , =`), otherwise
+/// [`systemd_quote`]d. Keeps the common case readable.
+pub fn systemd_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '/' | '.' | '_' | '-' | '+' | '@' | ':' | ',' | '=')
+        });
+    if plain {
+        word.to_owned()
+    } else {
+        systemd_quote(word)
+    }
+}
+
 /// A Python string literal for `s`.
 ///
 /// This is the JSON encoding of the string: the escapes serde_json writes
@@ -74,6 +90,17 @@ mod tests {
         assert_eq!(systemd_quote("\u{85}"), r#""\xc2\x85""#);
         assert_eq!(systemd_quote(";"), r#"";""#);
         assert_eq!(systemd_quote(""), r#""""#);
+    }
+
+    #[test]
+    fn systemd_word_is_bare_only_when_safe() {
+        assert_eq!(systemd_word("--config"), "--config");
+        assert_eq!(
+            systemd_word("--forwarded-allow-ips=*"),
+            r#""--forwarded-allow-ips=*""#
+        );
+        assert_eq!(systemd_word(";"), r#"";""#);
+        assert_eq!(systemd_word(""), r#""""#);
     }
 
     #[test]
