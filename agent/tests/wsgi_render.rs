@@ -521,10 +521,8 @@ fn systemd_env_file(text: &str) -> Result<BTreeMap<String, String>, String> {
     }
     match state {
         S::PreValue | S::Value | S::ValueEscape | S::Single | S::Double | S::DoubleEscape => {
-            if state == S::Value {
-                if let Some(n) = last_value_ws {
-                    value.truncate(n);
-                }
+            if let (S::Value, Some(n)) = (state, last_value_ws) {
+                value.truncate(n);
             }
             push(&key, &value)?;
         }
@@ -839,4 +837,24 @@ fn merged_relations_reach_the_env_file_not_the_unit() {
             .any(|(_, k, v)| k == "EnvironmentFile"
                 || (k == "Environment" && !v.starts_with("PATH=")))
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any accepted map, written as shell words (values quoted), parses back
+    /// to itself; values may hold `=`, spaces, quotes and `#`.
+    #[test]
+    fn environment_variables_option_round_trips(vars in env_map()) {
+        let vars: BTreeMap<String, String> = vars
+            .into_iter()
+            .filter(|(k, _)| !envvars::RESERVED.iter().any(|(r, _)| r == k))
+            .collect();
+        let text = vars
+            .iter()
+            .map(|(k, v)| format!("{k}={}", shell_words::quote(v)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        prop_assert_eq!(envvars::parse(&text).unwrap(), vars);
+    }
 }

@@ -474,9 +474,9 @@ impl Config {
         };
 
         let worker_class = r.string("worker_class").unwrap_or_default();
-        if !WORKER_CLASSES.contains(&worker_class.as_str())
-            && !(worker_class.contains('.') && is_dotted(&worker_class))
-        {
+        let known = WORKER_CLASSES.contains(&worker_class.as_str())
+            || (worker_class.contains('.') && is_dotted(&worker_class));
+        if !known {
             r.fail(
                 "worker_class",
                 format!(

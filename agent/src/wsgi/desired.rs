@@ -180,7 +180,10 @@ mod tests {
         let base = state(json!({}), None, "r1").hashes;
         assert_eq!(action(&base, &base), Action::Nothing);
         let cases = [
-            (state(json!({"port": 8080}), None, "r1"), Action::Reload),
+            // 80 -> 443: both privileged, the unit is the same; only the conf changes.
+            (state(json!({"port": 443}), None, "r1"), Action::Reload),
+            // 80 -> 8080: the capabilities and PrivateUsers change: a new unit.
+            (state(json!({"port": 8080}), None, "r1"), Action::Restart),
             (
                 state(json!({"environment_variables": "A=1"}), None, "r1"),
                 Action::Reload,
@@ -190,22 +193,24 @@ mod tests {
                 Action::Reload,
             ),
             (state(json!({}), None, "r2"), Action::Reload),
+            (state(json!({"workers": 9}), None, "r1"), Action::Reload),
             (
                 state(json!({"extra_gunicorn_args": "--backlog 64"}), None, "r1"),
                 Action::Restart,
             ),
-            (state(json!({"port": 443}), None, "r1"), Action::Nothing),
+            (
+                state(json!({"wsgi_logfile_path": ""}), None, "r1"),
+                Action::Restart,
+            ),
+            // Not seen by the service at all.
+            (
+                state(json!({"health_check_path": "/up"}), None, "r1"),
+                Action::Nothing,
+            ),
         ];
-        // port 80 -> 443 keeps the unit (both privileged) and the conf changes: reload
-        assert_eq!(
-            action(&base, &cases[0].0.hashes),
-            Action::Restart,
-            "80 -> 8080 changes capabilities"
-        );
-        for (s, want) in &cases[1..5] {
-            assert_eq!(action(&base, &s.hashes), *want);
+        for (i, (s, want)) in cases.iter().enumerate() {
+            assert_eq!(action(&base, &s.hashes), *want, "case {i}");
         }
-        assert_eq!(action(&base, &cases[5].0.hashes), Action::Reload);
         let mut h = base.clone();
         h.venv = "x".into();
         assert_eq!(action(&base, &h), Action::Restart);
@@ -218,7 +223,7 @@ mod tests {
         assert_eq!(
             action(&base, &h),
             Action::Restart,
-            "restart covers a reload"
+            "a restart covers a reload"
         );
     }
 
