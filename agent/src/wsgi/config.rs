@@ -850,6 +850,30 @@ mod tests {
         );
     }
 
+    /// config.yaml and this module agree: every option is known, and the
+    /// defaults used for missing options are config.yaml's.
+    #[test]
+    fn defaults_match_config_yaml() {
+        #[derive(serde::Deserialize)]
+        struct Opt {
+            default: Value,
+        }
+        #[derive(serde::Deserialize)]
+        struct File {
+            options: BTreeMap<String, Opt>,
+        }
+        let file: File = serde_saphyr::from_str(include_str!("../../../config.yaml")).unwrap();
+        let mut from_yaml = serde_json::Map::new();
+        for (name, opt) in file.options {
+            assert_eq!(default_of(&name), opt.default, "default of {name}");
+            from_yaml.insert(name, opt.default);
+        }
+        assert_eq!(
+            Config::from_json(&Value::Object(from_yaml), 2).unwrap(),
+            Config::from_json(&json!({}), 2).unwrap()
+        );
+    }
+
     #[test]
     fn not_a_map() {
         assert_eq!(
