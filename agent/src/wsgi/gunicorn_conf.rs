@@ -84,7 +84,9 @@ impl GunicornSpec {
 }
 
 /// True for an IP address or a network `addr/prefix` gunicorn accepts in
-/// forwarded_allow_ips (it raises at start on anything else).
+/// forwarded_allow_ips: it checks each with Python's strict
+/// `ipaddress.ip_network`, so a network with host bits set (`10.0.0.1/24`)
+/// is refused too (gunicorn would exit at start).
 pub fn is_ip_or_network(s: &str) -> bool {
     let (addr, prefix) = match s.split_once('/') {
         Some((a, p)) => (a, Some(p)),
@@ -93,13 +95,19 @@ pub fn is_ip_or_network(s: &str) -> bool {
     let Ok(ip) = addr.parse::<IpAddr>() else {
         return false;
     };
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 3
-            && p.chars().all(|c| c.is_ascii_digit())
-            && p.parse::<u32>().is_ok_and(|n| n <= max)
-    })
+    let Some(prefix) = prefix else {
+        return true;
+    };
+    if prefix.is_empty() || prefix.len() > 3 || !prefix.chars().all(|c| c.is_ascii_digit()) {
+        return false;
+    }
+    let Ok(len) = prefix.parse::<u32>() else {
+        return false;
+    };
+    match ip {
+        IpAddr::V4(v4) => len <= 32 && u32::from(v4).checked_shl(len).unwrap_or(0) == 0,
+        IpAddr::V6(v6) => len <= 128 && u128::from(v6).checked_shl(len).unwrap_or(0) == 0,
+    }
 }
 
 /// The Python reader of the environment file and the USR2 hook, verbatim.
@@ -197,12 +205,8 @@ pub fn render_gunicorn_conf(spec: &GunicornSpec) -> Result<String, GunicornConfE
         Some(p) => path(p)?,
         None => python_str("-"),
     };
-    let ips = spec
-        .forwarded_allow_ips
-        .iter()
-        .map(|s| python_str(s))
-        .collect::<Vec<_>>()
-        .join(", ");
+    // One comma-separated string: gunicorn 27 refuses a list here ("Not a string").
+    let ips = python_str(&spec.forwarded_allow_ips.join(","));
     let mut out = String::new();
     // write! to a String cannot fail.
     let _ = write!(
@@ -230,7 +234,7 @@ timeout = {timeout}
 keepalive = {keepalive}
 max_requests = {max_requests}
 max_requests_jitter = {jitter}
-forwarded_allow_ips = [{ips}]
+forwarded_allow_ips = {ips}
 errorlog = {log}
 accesslog = {log}
 capture_output = True
@@ -303,7 +307,14 @@ mod tests {
 
     #[test]
     fn ip_or_network() {
-        for ok in ["10.0.0.1", "::1", "10.0.0.0/8", "fd00::/64", "0.0.0.0/0"] {
+        for ok in [
+            "10.0.0.1",
+            "::1",
+            "10.0.0.0/8",
+            "fd00::/64",
+            "0.0.0.0/0",
+            "10.0.0.1/32",
+        ] {
             assert!(is_ip_or_network(ok), "{ok}");
         }
         for bad in [
