@@ -105,7 +105,12 @@ enum ArgKind {
     HeaderMap,
     /// Free text without control characters.
     Text,
+    /// An optional PROXY protocol mode (gunicorn 27's `--proxy-protocol [MODE]`).
+    ProxyMode,
 }
+
+/// gunicorn 27's `--proxy-protocol` modes.
+const PROXY_MODES: &[&str] = &["off", "auto", "v1", "v2"];
 
 /// gunicorn options an operator may add. Each one only tunes request handling
 /// or logging format. Not allowed, because they would break the unit or
@@ -130,7 +135,7 @@ const ALLOWED_ARGS: &[(&str, ArgKind)] = &[
     ("--statsd-prefix", ArgKind::Text),
     ("--log-level", ArgKind::LogLevel),
     ("--header-map", ArgKind::HeaderMap),
-    ("--proxy-protocol", ArgKind::Flag),
+    ("--proxy-protocol", ArgKind::ProxyMode),
     ("--no-sendfile", ArgKind::Flag),
     ("--enable-stdio-inheritance", ArgKind::Flag),
 ];
@@ -312,6 +317,23 @@ fn check_gunicorn_args(words: &[String]) -> Vec<String> {
             }
             continue;
         }
+        if kind == ArgKind::ProxyMode {
+            // The mode is optional; argparse takes a following word that is not an option.
+            let mode = match inline {
+                Some(v) => Some(v),
+                None => match words.get(i) {
+                    Some(v) if !v.starts_with('-') => {
+                        i += 1;
+                        Some(v.clone())
+                    }
+                    _ => None,
+                },
+            };
+            if let Some(m) = mode.filter(|m| !PROXY_MODES.contains(&m.as_str())) {
+                problems.push(format!("{name}: {} is not one of off, auto, v1, v2", q(&m)));
+            }
+            continue;
+        }
         let value = match inline {
             Some(v) => v,
             None => match words.get(i) {
@@ -334,14 +356,18 @@ fn check_gunicorn_args(words: &[String]) -> Vec<String> {
                 ["debug", "info", "warning", "error", "critical"].contains(&value.as_str())
             }
             ArgKind::HeaderMap => ["drop", "refuse", "dangerous"].contains(&value.as_str()),
-            ArgKind::Text | ArgKind::Flag => !value.chars().any(char::is_control),
+            ArgKind::Text | ArgKind::Flag | ArgKind::ProxyMode => {
+                !value.chars().any(char::is_control)
+            }
         };
         if !ok {
             let want = match kind {
                 ArgKind::Int => "a non-negative integer",
                 ArgKind::LogLevel => "one of debug, info, warning, error, critical",
                 ArgKind::HeaderMap => "one of drop, refuse, dangerous",
-                ArgKind::Text | ArgKind::Flag => "text without control characters",
+                ArgKind::Text | ArgKind::Flag | ArgKind::ProxyMode => {
+                    "text without control characters"
+                }
             };
             problems.push(format!("{name}: {} is not {want}", q(&value)));
         }
@@ -807,8 +833,16 @@ mod tests {
                 "extra_gunicorn_args: --log-level: \"loud\" is not one of debug, info, warning, error, critical",
             ),
             (
+                json!({"extra_gunicorn_args": "--no-sendfile=1"}),
+                "extra_gunicorn_args: --no-sendfile takes no value",
+            ),
+            (
                 json!({"extra_gunicorn_args": "--proxy-protocol=1"}),
-                "extra_gunicorn_args: --proxy-protocol takes no value",
+                "extra_gunicorn_args: --proxy-protocol: \"1\" is not one of off, auto, v1, v2",
+            ),
+            (
+                json!({"extra_gunicorn_args": "--proxy-protocol x"}),
+                "extra_gunicorn_args: --proxy-protocol: \"x\" is not one of off, auto, v1, v2",
             ),
             (
                 json!({"extra_gunicorn_args": "other:app"}),
