@@ -151,6 +151,9 @@ const WORKER_CLASSES: &[&str] = &[
     "uvicorn.workers.UvicornWorker",
 ];
 
+/// The longest string option accepted.
+const MAX_STRING: usize = 65_536;
+
 /// Defaults of config.yaml, used for options missing from config-get's map.
 fn default_of(option: &str) -> Value {
     match option {
@@ -208,6 +211,10 @@ impl Reader<'_> {
             Value::String(s) => {
                 if s.contains('\0') {
                     self.fail(option, "contains a NUL character".to_owned());
+                    None
+                } else if s.len() > MAX_STRING {
+                    // systemd ignores unit lines over 1 MiB; no option needs this much.
+                    self.fail(option, format!("is longer than {MAX_STRING} bytes"));
                     None
                 } else {
                     Some(s)
@@ -872,6 +879,14 @@ mod tests {
         for (j, want) in cases {
             assert_eq!(errors(j.clone()), vec![want.to_string()], "{j}");
         }
+    }
+
+    #[test]
+    fn long_strings_are_refused() {
+        assert_eq!(
+            errors(json!({"extra_gunicorn_args": "x".repeat(65_537)})),
+            vec!["extra_gunicorn_args: is longer than 65536 bytes"]
+        );
     }
 
     #[test]
