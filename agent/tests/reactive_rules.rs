@@ -266,7 +266,10 @@ fn a_failing_or_panicking_hook_leaves_the_state_file_byte_for_byte() {
     let store = StateStore::new(dir.path().join("state.json"));
     let mut ok = Engine::new();
     ok.handler("good")
-        .run(|ctx| Ok(ctx.set_flag("wsgi.available")))
+        .run(|ctx| {
+            ctx.set_flag("wsgi.available");
+            Ok(())
+        })
         .unwrap();
     hook(&ok, &store).unwrap();
     let before = std::fs::read(store.path()).unwrap();
@@ -274,7 +277,10 @@ fn a_failing_or_panicking_hook_leaves_the_state_file_byte_for_byte() {
     let mut failing = Engine::new();
     failing
         .handler("sets")
-        .run(|ctx| Ok(ctx.set_flag("half.done")))
+        .run(|ctx| {
+            ctx.set_flag("half.done");
+            Ok(())
+        })
         .unwrap();
     failing
         .handler("fails")
