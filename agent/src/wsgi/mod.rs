@@ -4,8 +4,8 @@
 pub mod config;
 pub mod desired;
 pub mod envfile;
-pub mod gunicorn_conf;
 pub mod envvars;
+pub mod gunicorn_conf;
 pub mod layer_options;
 pub mod logrotate;
 pub mod paths;
