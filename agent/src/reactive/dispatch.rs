@@ -13,6 +13,9 @@ use super::flags::FlagBook;
 use super::handler::Handler;
 use super::state::State;
 
+/// Stored values live beside the data_changed hashes, apart by this prefix.
+const STORE_PREFIX: &str = "store:";
+
 /// Passes of the flag loop before a loop counts as not settling (the bound
 /// charms.reactive uses, where it stops silently).
 pub const MAX_PASSES: usize = 100;
@@ -76,6 +79,32 @@ impl<C> Ctx<'_, C> {
             self.data.insert(key.to_owned(), hash);
         }
         Ok(changed)
+    }
+
+    /// A value kept across hooks with [`Ctx::store`], if any (and readable).
+    pub fn stored<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.data
+            .get(&format!("{STORE_PREFIX}{key}"))
+            .and_then(|v| serde_json::from_str(v).ok())
+    }
+
+    /// Keeps `value` across hooks (committed with the state, so only if this
+    /// hook succeeds), for bookkeeping such as the port last opened.
+    pub fn store<T: Serialize + ?Sized>(
+        &mut self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), serde_json::Error> {
+        self.data.insert(
+            format!("{STORE_PREFIX}{key}"),
+            serde_json::to_string(value)?,
+        );
+        Ok(())
+    }
+
+    /// Forgets a value kept with [`Ctx::store`].
+    pub fn unstore(&mut self, key: &str) {
+        self.data.remove(&format!("{STORE_PREFIX}{key}"));
     }
 
     /// Forgets `key`, so that the next `data_changed(key, …)` reports a change.

@@ -1,4 +1,5 @@
-//! The WSGI layer (to be built: issue 4).
+//! The WSGI layer: config validation and rendering (pure), the handlers
+//! (`layer`), and the seams to Juju and the host (`model`).
 
 // The layer's desired state, rendered (pure; issue 4).
 pub mod config;
@@ -6,8 +7,11 @@ pub mod desired;
 pub mod envfile;
 pub mod envvars;
 pub mod gunicorn_conf;
+pub mod layer;
 pub mod layer_options;
 pub mod logrotate;
+pub mod model;
 pub mod paths;
 pub mod quote;
+pub mod relations;
 pub mod unit;

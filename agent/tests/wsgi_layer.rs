@@ -1,0 +1,469 @@
+//! The layer's decisions, with fakes at its two seams (Juju and the host):
+//! what it calls for each situation. The real hook tools and the real
+//! machine are exercised end to end in jujulet's nspawn machine.
+#![allow(clippy::unwrap_used)]
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use agent::reactive::{Engine, State};
+use agent::wsgi::layer;
+use agent::wsgi::model::{Host, Juju, LayerCtx, SeamError, ServiceState, Status};
+use interfaces::Databag;
+use serde_json::{Map, Value, json};
+
+#[derive(Default)]
+struct World {
+    calls: Vec<String>,
+    config: Map<String, Value>,
+    resource: Option<PathBuf>,
+    relations: BTreeMap<String, BTreeMap<String, Databag>>, // rid -> unit -> data
+    context: (Option<String>, Option<String>, Option<String>),
+    active: bool,
+    main_pid: u32,
+    healthy: bool,
+    statuses: Vec<(Status, String)>,
+}
+
+type Shared = Rc<RefCell<World>>;
+
+struct FakeJuju(Shared, PathBuf);
+struct FakeHost(Shared);
+
+fn e(s: &str) -> SeamError {
+    s.to_owned().into()
+}
+
+impl Juju for FakeJuju {
+    fn unit_name(&self) -> &str {
+        "hello/0"
+    }
+    fn charm_dir(&self) -> &Path {
+        &self.1
+    }
+    fn config(&self) -> Result<Map<String, Value>, SeamError> {
+        self.0.borrow_mut().calls.push("config-get".into());
+        Ok(self.0.borrow().config.clone())
+    }
+    fn resource(&self, _: &str) -> Result<Option<PathBuf>, SeamError> {
+        self.0.borrow_mut().calls.push("resource-get".into());
+        Ok(self.0.borrow().resource.clone())
+    }
+    fn status(&self, s: Status, m: &str) -> Result<(), SeamError> {
+        let mut w = self.0.borrow_mut();
+        w.calls.push(format!("status-set {} {m}", s.as_str()));
+        w.statuses.push((s, m.to_owned()));
+        Ok(())
+    }
+    fn open_port(&self, p: u16) -> Result<(), SeamError> {
+        self.0.borrow_mut().calls.push(format!("open-port {p}"));
+        Ok(())
+    }
+    fn close_port(&self, p: u16) -> Result<(), SeamError> {
+        self.0.borrow_mut().calls.push(format!("close-port {p}"));
+        Ok(())
+    }
+    fn app_version(&self, v: &str) -> Result<(), SeamError> {
+        self.0
+            .borrow_mut()
+            .calls
+            .push(format!("application-version-set {v}"));
+        Ok(())
+    }
+    fn is_leader(&self) -> Result<bool, SeamError> {
+        Ok(true)
+    }
+    fn relation_ids(&self, ep: &str) -> Result<Vec<String>, SeamError> {
+        self.0.borrow_mut().calls.push(format!("relation-ids {ep}"));
+        Ok(self
+            .0
+            .borrow()
+            .relations
+            .keys()
+            .filter(|r| r.starts_with(&format!("{ep}:")))
+            .cloned()
+            .collect())
+    }
+    fn relation_units(&self, rid: &str) -> Result<Vec<String>, SeamError> {
+        self.0
+            .borrow_mut()
+            .calls
+            .push(format!("relation-list {rid}"));
+        Ok(self
+            .0
+            .borrow()
+            .relations
+            .get(rid)
+            .map(|u| u.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+    fn relation_get(&self, rid: &str, who: &str, _app: bool) -> Result<Databag, SeamError> {
+        self.0
+            .borrow_mut()
+            .calls
+            .push(format!("relation-get {rid} {who}"));
+        Ok(self
+            .0
+            .borrow()
+            .relations
+            .get(rid)
+            .and_then(|u| u.get(who))
+            .cloned()
+            .unwrap_or_default())
+    }
+    fn relation_set(&self, rid: &str, data: &Databag, _app: bool) -> Result<(), SeamError> {
+        self.0.borrow_mut().calls.push(format!(
+            "relation-set {rid} {}",
+            data.keys().cloned().collect::<Vec<_>>().join(",")
+        ));
+        Ok(())
+    }
+    fn secret_get(&self, _: &str) -> Result<Databag, SeamError> {
+        Err(e("no secrets here"))
+    }
+    fn ingress_address(&self) -> Result<String, SeamError> {
+        Ok("10.0.0.3".into())
+    }
+    fn relation_context(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+        // Leaked for the test's lifetime: the fake's context is fixed per hook.
+        let w = self.0.borrow();
+        let leak = |s: &Option<String>| s.clone().map(|s| &*Box::leak(s.into_boxed_str()));
+        (leak(&w.context.0), leak(&w.context.1), leak(&w.context.2))
+    }
+    fn log(&self, _: &str) {}
+}
+
+impl Host for FakeHost {
+    fn ensure_user(&mut self, name: &str, _: &Path) -> Result<(), SeamError> {
+        self.0.borrow_mut().calls.push(format!("useradd {name}"));
+        Ok(())
+    }
+    fn apt_install(&mut self, p: &[String]) -> Result<(), SeamError> {
+        self.0
+            .borrow_mut()
+            .calls
+            .push(format!("apt {}", p.join(" ")));
+        Ok(())
+    }
+    fn unpack_release(&mut self, _: &Path, _: &Path, _: &Path) -> Result<String, SeamError> {
+        self.0.borrow_mut().calls.push("unpack".into());
+        Ok("0123456789abcdef".into())
+    }
+    fn ensure_venv(&mut self, _: &Path, _: &Path, _: Option<&Path>) -> Result<String, SeamError> {
+        Ok("py3.11 req".into())
+    }
+    fn write_file(
+        &mut self,
+        p: &Path,
+        _: &str,
+        mode: u32,
+        _: Option<&str>,
+    ) -> Result<bool, SeamError> {
+        self.0
+            .borrow_mut()
+            .calls
+            .push(format!("write {} {mode:o}", p.display()));
+        Ok(true)
+    }
+    fn ensure_log_file(&mut self, _: &Path, _: &str) -> Result<(), SeamError> {
+        Ok(())
+    }
+    fn remove_file(&mut self, _: &Path) -> Result<(), SeamError> {
+        Ok(())
+    }
+    fn systemctl(&mut self, verb: &str, _: &str) -> Result<(), SeamError> {
+        let mut w = self.0.borrow_mut();
+        w.calls.push(format!("systemctl {verb}"));
+        if matches!(verb, "start" | "restart") {
+            w.active = true;
+            w.main_pid += 100;
+        }
+        Ok(())
+    }
+    fn service_state(&mut self, _: &str) -> Result<ServiceState, SeamError> {
+        let w = self.0.borrow();
+        Ok(ServiceState {
+            active_state: if w.active { "active" } else { "inactive" }.into(),
+            main_pid: w.main_pid,
+        })
+    }
+    fn journal_tail(&mut self, _: &str, _: usize) -> String {
+        "ModuleNotFoundError: No module named 'nope'".into()
+    }
+    fn health(&mut self, _: u16, _: &str, _: u32) -> Result<String, SeamError> {
+        self.0.borrow_mut().calls.push("health".into());
+        if self.0.borrow().healthy {
+            Ok("HTTP/1.1 200 OK".into())
+        } else {
+            Err(e("connection refused"))
+        }
+    }
+    fn provision(
+        &mut self,
+        argv: &[String],
+        _: &str,
+        _: &Path,
+        _: &BTreeMap<String, String>,
+        _: u32,
+    ) -> Result<(), SeamError> {
+        self.0
+            .borrow_mut()
+            .calls
+            .push(format!("provision {}", argv.join(" ")));
+        Ok(())
+    }
+    fn cpus(&self) -> u32 {
+        2
+    }
+}
+
+struct Unit {
+    world: Shared,
+    state: State,
+    engine: Engine<LayerCtx>,
+    charm: tempfile::TempDir,
+}
+
+impl Unit {
+    fn new() -> Self {
+        let world = Shared::default();
+        {
+            let mut w = world.borrow_mut();
+            w.resource = Some("/res/app.tar.gz".into());
+            w.healthy = true;
+        }
+        let mut engine = Engine::new();
+        layer::register(&mut engine).unwrap();
+        Unit {
+            world,
+            state: State::default(),
+            engine,
+            charm: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Runs a hook; returns the calls it made.
+    fn hook(&mut self, name: &str) -> Vec<String> {
+        self.world.borrow_mut().calls.clear();
+        let mut ctx = LayerCtx {
+            juju: Box::new(FakeJuju(self.world.clone(), self.charm.path().to_owned())),
+            host: Box::new(FakeHost(self.world.clone())),
+        };
+        self.engine
+            .dispatch(name, &[], &mut self.state, &mut ctx)
+            .unwrap();
+        self.world.borrow().calls.clone()
+    }
+
+    fn status(&self) -> (Status, String) {
+        self.world.borrow().statuses.last().cloned().unwrap()
+    }
+
+    fn deploy(&mut self) {
+        for h in ["install", "leader-elected", "config-changed", "start"] {
+            self.hook(h);
+        }
+    }
+}
+
+fn has(calls: &[String], prefix: &str) -> usize {
+    calls.iter().filter(|c| c.starts_with(prefix)).count()
+}
+
+#[test]
+fn deploy_serves_and_opens_the_port() {
+    let mut u = Unit::new();
+    let calls = u.hook("install");
+    assert!(
+        calls.contains(&"apt python3-venv".into()) && calls.contains(&"useradd wsgi".into()),
+        "{calls:?}"
+    );
+    assert_eq!(has(&calls, "systemctl start"), 1);
+    assert!(
+        calls.contains(&"write /etc/wsgi/hello/environment 640".into()),
+        "{calls:?}"
+    );
+    assert!(calls.contains(&"open-port 80".into()));
+    assert_eq!(
+        u.status(),
+        (
+            Status::Active,
+            "Serving wsgi:application on :80, 5 workers".into()
+        )
+    );
+    assert!(u.state.flags.contains("wsgi.available") && u.state.flags.contains("wsgi.active"));
+}
+
+#[test]
+fn nothing_changed_means_no_restart_no_status_no_port_call() {
+    let mut u = Unit::new();
+    u.deploy();
+    for hook in ["config-changed", "start", "leader-settings-changed"] {
+        let calls = u.hook(hook);
+        for forbidden in [
+            "systemctl",
+            "status-set",
+            "open-port",
+            "close-port",
+            "relation-set",
+            "relation-get",
+            "unpack",
+            "resource-get",
+        ] {
+            assert_eq!(
+                has(&calls, forbidden),
+                0,
+                "{hook}: {forbidden} in {calls:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn update_status_makes_one_health_check_and_no_other_work() {
+    let mut u = Unit::new();
+    u.deploy();
+    for _ in 0..20 {
+        let calls = u.hook("update-status");
+        assert_eq!(calls, ["config-get", "health"], "{calls:?}");
+    }
+}
+
+#[test]
+fn environment_change_reloads_port_change_restarts_and_moves_the_port() {
+    let mut u = Unit::new();
+    u.deploy();
+    u.world
+        .borrow_mut()
+        .config
+        .insert("environment_variables".into(), json!("GREETING=hi"));
+    let calls = u.hook("config-changed");
+    assert_eq!(has(&calls, "systemctl reload"), 1, "{calls:?}");
+    assert_eq!(has(&calls, "systemctl restart"), 0);
+
+    u.world
+        .borrow_mut()
+        .config
+        .insert("port".into(), json!(8080));
+    let calls = u.hook("config-changed");
+    assert_eq!(has(&calls, "systemctl restart"), 1, "{calls:?}");
+    assert!(calls.contains(&"open-port 8080".into()) && calls.contains(&"close-port 80".into()));
+    assert_eq!(u.status().1, "Serving wsgi:application on :8080, 5 workers");
+}
+
+#[test]
+fn bad_config_and_missing_source_block_with_the_cause() {
+    let mut u = Unit::new();
+    u.world
+        .borrow_mut()
+        .config
+        .insert("port".into(), json!(70000));
+    u.hook("install");
+    let (s, m) = u.status();
+    assert_eq!(s, Status::Blocked);
+    assert!(m.starts_with("bad config: port"), "{m}");
+    assert!(!u.state.flags.contains("wsgi.available"));
+
+    let mut u = Unit::new();
+    u.world.borrow_mut().resource = None;
+    u.hook("install");
+    assert_eq!(
+        u.status(),
+        (
+            Status::Blocked,
+            "attach the app resource: juju attach-resource <app> app=app.tar.gz".into()
+        )
+    );
+}
+
+#[test]
+fn a_failed_health_check_blocks_with_the_log_then_recovers() {
+    let mut u = Unit::new();
+    u.world.borrow_mut().healthy = false;
+    u.hook("install");
+    let (s, m) = u.status();
+    assert_eq!(s, Status::Blocked);
+    assert!(
+        m.contains("connection refused") && m.contains("No module named 'nope'"),
+        "{m}"
+    );
+    u.world.borrow_mut().healthy = true;
+    u.hook("update-status");
+    assert_eq!(u.status().0, Status::Active);
+}
+
+#[test]
+fn website_hooks_read_only_the_joining_unit() {
+    let mut u = Unit::new();
+    u.deploy();
+    let units: BTreeMap<String, Databag> = (0..100)
+        .map(|i| {
+            (
+                format!("haproxy/{i}"),
+                Databag::from([("ingress-address".into(), format!("10.1.0.{i}"))]),
+            )
+        })
+        .collect();
+    u.world
+        .borrow_mut()
+        .relations
+        .insert("website:3".into(), units);
+    u.world.borrow_mut().context = (Some("website:3".into()), Some("haproxy/99".into()), None);
+    let calls = u.hook("website-relation-joined");
+    assert_eq!(has(&calls, "relation-get"), 1, "{calls:?}");
+    assert_eq!(has(&calls, "relation-list"), 0, "{calls:?}");
+    assert_eq!(
+        has(&calls, "systemctl reload"),
+        1,
+        "the new proxy is trusted by gunicorn: {calls:?}"
+    );
+}
+
+#[test]
+fn postgres_waits_for_authorisation_then_serves_database_url() {
+    let mut u = Unit::new();
+    u.deploy();
+    let pg = |allowed: &str| {
+        Databag::from([
+            ("host".into(), "10.0.0.5".into()),
+            ("port".into(), "5432".into()),
+            ("database".into(), "hello".into()),
+            ("user".into(), "juju_hello".into()),
+            ("password".into(), "pw".into()),
+            ("state".into(), "master".into()),
+            ("allowed-units".into(), allowed.into()),
+        ])
+    };
+    u.world.borrow_mut().relations.insert(
+        "postgres:1".into(),
+        BTreeMap::from([("postgresql/0".into(), pg(""))]),
+    );
+    u.world.borrow_mut().context = (Some("postgres:1".into()), Some("postgresql/0".into()), None);
+    let calls = u.hook("postgres-relation-changed");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == "relation-set postgres:1 database"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        u.status(),
+        (
+            Status::Waiting,
+            "waiting for PostgreSQL to authorise this unit".into()
+        )
+    );
+    u.world.borrow_mut().relations.insert(
+        "postgres:1".into(),
+        BTreeMap::from([("postgresql/0".into(), pg("hello/0"))]),
+    );
+    let calls = u.hook("postgres-relation-changed");
+    assert_eq!(
+        has(&calls, "systemctl reload"),
+        1,
+        "DATABASE_URL reaches the app by a reload: {calls:?}"
+    );
+    assert_eq!(u.status().0, Status::Active);
+}
