@@ -22,9 +22,26 @@ pub trait ToolRunner {
     -> std::io::Result<ToolOutput>;
 }
 
-/// The real tools, as processes.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ProcessRunner;
+/// The real tools, as processes: found on PATH (where Juju puts its tools
+/// first), or in one directory.
+#[derive(Debug, Default, Clone)]
+pub struct ProcessRunner {
+    dir: Option<std::path::PathBuf>,
+}
+
+impl ProcessRunner {
+    /// Tools from PATH.
+    pub fn from_path() -> Self {
+        ProcessRunner { dir: None }
+    }
+
+    /// Tools from `dir` (tests, without touching PATH).
+    pub fn in_dir(dir: impl Into<std::path::PathBuf>) -> Self {
+        ProcessRunner {
+            dir: Some(dir.into()),
+        }
+    }
+}
 
 impl ToolRunner for ProcessRunner {
     fn run(
@@ -33,7 +50,10 @@ impl ToolRunner for ProcessRunner {
         args: &[String],
         stdin: Option<&[u8]>,
     ) -> std::io::Result<ToolOutput> {
-        let mut cmd = Command::new(tool);
+        let mut cmd = match &self.dir {
+            Some(d) => Command::new(d.join(tool)),
+            None => Command::new(tool),
+        };
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.stdin(if stdin.is_some() {
             Stdio::piped()
