@@ -449,7 +449,7 @@ fn destroy(model_dir: &Path, progress: &dyn Fn(&str)) -> Result<()> {
     if let Err(e) = machine::destroy(model_dir) {
         errors.push(format!("destroying the machine: {e}"));
     }
-    for f in ["model.json", "debug.log"] {
+    for f in ["model.json", "debug.log", "nspawn.log"] {
         let _ = std::fs::remove_file(model_dir.join(f));
     }
     for d in ["reacted", "standins"] {

@@ -233,9 +233,8 @@ impl<'a> Scheduler<'a> {
             .into());
         }
         rel.remote_app = s.app().to_owned();
-        let started = Instant::now();
         (self.progress)(&format!("starting stand-in {kind}"));
-        s.start(&|m| (self.progress)(&format!("[{:>3}s] {m}", started.elapsed().as_secs())))?;
+        s.start(self.progress)?;
         // A real remote unit has its addresses from the start: react before joined.
         let snap = snapshot(model, &rel);
         let remote = s.react(&snap)?;
@@ -307,6 +306,8 @@ impl<'a> Scheduler<'a> {
             let queued = self.react_all(model)?;
             reactions += queued;
             if reactions > MAX_REACTIONS {
+                // Keep what ran; the queued hooks stay for the next command.
+                model.save(&self.model_dir)?;
                 let last = model.queue.back().cloned().unwrap_or(hook);
                 let rel = last
                     .relation_id

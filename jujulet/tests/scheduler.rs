@@ -45,10 +45,15 @@ impl StandIn for Fake {
     fn react(&mut self, s: &RelationSnapshot) -> Result<RemoteData, StandInError> {
         let count = s.local_units.values().next().map_or(0, BTreeMap::len);
         self.events.lock().unwrap().push(format!("react {count}"));
+        let mut app_data: BTreeMap<String, String> = [("count".to_owned(), count.to_string())]
+            .into_iter()
+            .collect();
+        // Echo `n` back: a charm that rewrites it on every change never settles.
+        if let Some(n) = s.local_units.values().next().and_then(|b| b.get("n")) {
+            app_data.insert("echo".into(), n.clone());
+        }
         Ok(RemoteData {
-            app_data: [("count".to_owned(), count.to_string())]
-                .into_iter()
-                .collect(),
+            app_data,
             units: self
                 .units()
                 .into_iter()
@@ -106,6 +111,7 @@ if [ -e "$OUT/fail" ]; then exit 1; fi
 case "$JUJU_HOOK_NAME" in
   start) open-port 8080; status-set active ready ;;
   *-relation-changed)
+    if [ -e "$OUT/flap" ]; then relation-set "n=$(cat /proc/sys/kernel/random/uuid)"; fi
     if [ -n "$JUJU_REMOTE_UNIT" ]; then
       relation-set "seen-$JUJU_REMOTE_UNIT=$(relation-get hostname)"
     fi ;;
@@ -366,4 +372,27 @@ fn failure_discards_buffered_writes_and_resolve_retries() {
     // No hook context dirs are left behind.
     let ctx = w.machine.root().join("var/lib/juju/jujulet/ctx");
     assert_eq!(std::fs::read_dir(ctx).unwrap().count(), 0);
+}
+
+#[test]
+fn a_relation_that_never_settles_is_reported() {
+    let mut w = World::new();
+    w.with(|s, m| s.deploy(m)).unwrap();
+    std::fs::write(w.out().join("flap"), "").unwrap();
+    let err = w
+        .with(|s, m| s.relate(m, "website", "haproxy", 1, false))
+        .map(|_| w.take_hooks())
+        .unwrap_err();
+    assert!(matches!(err, SchedError::Loop { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("relation website:0 with lb did not settle"),
+        "{msg}"
+    );
+    let changed = w
+        .take_hooks()
+        .iter()
+        .filter(|h| h.as_str() == "website-relation-changed")
+        .count();
+    assert!(changed > 50 && changed < 150, "{changed}");
 }
