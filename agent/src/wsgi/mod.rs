@@ -14,4 +14,6 @@ pub mod model;
 pub mod paths;
 pub mod quote;
 pub mod relations;
+pub mod sandbox;
+pub mod system;
 pub mod unit;
