@@ -7,11 +7,15 @@
 //! - [`reactive`]: the engine (flags, handlers, dispatch loop, triggers, state
 //!   store). It knows nothing of WSGI, nor of hook tools.
 //! - [`wsgi`]: the WSGI layer: handlers, rendering of the unit, environment and
-//!   gunicorn files, the virtualenv, health checks and provisioning.
+//!   gunicorn files; it acts on the machine only through its `Host` seam.
+//! - [`host`]: the machine: processes with timeouts, atomic files, systemd,
+//!   users, apt, virtualenvs, release archives, the HTTP health probe.
+//!   It knows nothing of WSGI or Juju.
 //!
 //! Relation protocols live in the `interfaces` crate (pure functions, no I/O).
 
 pub mod hookenv;
+pub mod host;
 pub mod reactive;
 pub mod runtime;
 pub mod wsgi;

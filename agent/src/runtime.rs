@@ -78,7 +78,7 @@ fn run() -> Result<(), HookError> {
 fn host() -> Box<dyn Host> {
     match std::env::var_os("SANDBOX_ROOT").filter(|r| !r.is_empty()) {
         Some(root) => Box::new(crate::wsgi::sandbox::SandboxHost::new(PathBuf::from(root))),
-        None => Box::new(crate::wsgi::system::SystemHost),
+        None => Box::new(crate::wsgi::system::SystemHost::default()),
     }
 }
 

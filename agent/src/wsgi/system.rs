@@ -1,71 +1,154 @@
-//! The real machine as the layer's [`Host`]. (Being wired to `crate::host`;
-//! until then every operation reports that it is missing, so a hook fails
-//! loudly instead of pretending.)
+//! The real machine as the layer's [`Host`], over `crate::host`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::model::{Host, SeamError, ServiceState};
+use crate::host::{self, Cmd, HostError};
 
 /// The machine the hook runs on.
 #[derive(Debug, Default)]
-pub struct SystemHost;
-
-fn missing(what: &str) -> SeamError {
-    format!("{what}: the host side is not wired in this build").into()
+pub struct SystemHost {
+    /// gunicorn's log file, when configured: its tail explains a failed start
+    /// better than the journal (the traceback goes there).
+    log_file: Option<PathBuf>,
 }
 
 impl Host for SystemHost {
-    fn ensure_user(&mut self, _: &str, _: &Path) -> Result<(), SeamError> {
-        Err(missing("useradd"))
+    fn ensure_user(&mut self, name: &str, home: &Path) -> Result<(), SeamError> {
+        host::fs::create_dirs(home)?;
+        host::users::ensure_system_user(name, home)?;
+        Ok(())
     }
-    fn apt_install(&mut self, _: &[String]) -> Result<(), SeamError> {
-        Err(missing("apt"))
+
+    fn apt_install(&mut self, packages: &[String]) -> Result<(), SeamError> {
+        host::apt::install(packages)?;
+        Ok(())
     }
-    fn unpack_release(&mut self, _: &Path, _: &Path, _: &Path) -> Result<String, SeamError> {
-        Err(missing("unpack"))
+
+    fn unpack_release(
+        &mut self,
+        archive: &Path,
+        releases: &Path,
+        current: &Path,
+    ) -> Result<String, SeamError> {
+        Ok(host::release::unpack(archive, releases, current)?)
     }
-    fn ensure_venv(&mut self, _: &Path, _: &Path, _: Option<&Path>) -> Result<String, SeamError> {
-        Err(missing("venv"))
+
+    fn ensure_venv(
+        &mut self,
+        venv: &Path,
+        app_dir: &Path,
+        wheels: Option<&Path>,
+    ) -> Result<String, SeamError> {
+        let req = host::venv::VenvRequest {
+            venv,
+            app_dir,
+            wheels,
+        };
+        Ok(host::venv::ensure(&req)?)
     }
+
     fn write_file(
         &mut self,
-        _: &Path,
-        _: &str,
-        _: u32,
-        _: Option<&str>,
+        path: &Path,
+        content: &str,
+        mode: u32,
+        group: Option<&str>,
     ) -> Result<bool, SeamError> {
-        Err(missing("write"))
+        let owner = match group {
+            Some(g) => Some((0, host::users::group_id(g)?)),
+            None => None,
+        };
+        Ok(host::fs::write_if_changed(
+            path,
+            content.as_bytes(),
+            mode,
+            owner,
+        )?)
     }
-    fn ensure_log_file(&mut self, _: &Path, _: &str) -> Result<(), SeamError> {
-        Err(missing("log file"))
+
+    fn ensure_log_file(&mut self, path: &Path, user: &str) -> Result<(), SeamError> {
+        let ids = host::users::lookup(user)?
+            .ok_or_else(|| HostError::Other(format!("user {user} does not exist")))?;
+        host::fs::ensure_file(path, 0o640, ids)?;
+        self.log_file = Some(path.to_owned());
+        Ok(())
     }
-    fn remove_file(&mut self, _: &Path) -> Result<(), SeamError> {
-        Err(missing("remove"))
+
+    fn remove_file(&mut self, path: &Path) -> Result<(), SeamError> {
+        host::fs::remove_if_exists(path)?;
+        Ok(())
     }
-    fn systemctl(&mut self, _: &str, _: &str) -> Result<(), SeamError> {
-        Err(missing("systemctl"))
+
+    fn systemctl(&mut self, verb: &str, unit: &str) -> Result<(), SeamError> {
+        host::systemd::systemctl(verb, unit)?;
+        Ok(())
     }
-    fn service_state(&mut self, _: &str) -> Result<ServiceState, SeamError> {
-        Err(missing("systemctl show"))
+
+    fn service_state(&mut self, unit: &str) -> Result<ServiceState, SeamError> {
+        let s = host::systemd::unit_state(unit)?;
+        Ok(ServiceState {
+            active_state: s.active_state,
+            main_pid: s.main_pid,
+        })
     }
-    fn journal_tail(&mut self, _: &str, _: usize) -> String {
-        String::new()
+
+    fn journal_tail(&mut self, unit: &str, lines: usize) -> String {
+        let journal = host::systemd::journal_tail(unit, lines);
+        let file = self
+            .log_file
+            .as_deref()
+            .map(|p| tail_of_file(p, lines))
+            .unwrap_or_default();
+        // The app's own words (a traceback) first; systemd's after.
+        let mut text = file;
+        text.push('\n');
+        text.push_str(&journal);
+        host::process::last_lines(&text, lines)
     }
-    fn health(&mut self, _: u16, _: &str, _: u32) -> Result<String, SeamError> {
-        Err(missing("health"))
+
+    fn health(&mut self, port: u16, path: &str, timeout_s: u32) -> Result<String, SeamError> {
+        let timeout = Duration::from_secs(u64::from(timeout_s.max(1)));
+        Ok(host::health::wait_healthy(port, path, timeout)?)
     }
+
     fn provision(
         &mut self,
-        _: &[String],
-        _: &str,
-        _: &Path,
-        _: &BTreeMap<String, String>,
-        _: u32,
+        argv: &[String],
+        user: &str,
+        dir: &Path,
+        env: &BTreeMap<String, String>,
+        timeout_s: u32,
     ) -> Result<(), SeamError> {
-        Err(missing("provision"))
+        let Some((program, args)) = argv.split_first() else {
+            return Ok(());
+        };
+        Cmd::new(program)
+            .args(args)
+            .as_user(user)
+            .dir(dir)
+            .env_clear(env.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .timeout(Duration::from_secs(u64::from(timeout_s.max(1))))
+            .run()?;
+        Ok(())
     }
+
     fn cpus(&self) -> u32 {
         std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
     }
+}
+
+/// The last `lines` lines of a file, reading at most its last 16 KiB.
+fn tail_of_file(path: &Path, lines: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(16 * 1024)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    host::process::last_lines(&String::from_utf8_lossy(&buf), lines).replace(" | ", "\n")
 }

@@ -1,0 +1,384 @@
+//! Running commands: one place that spawns, bounds the time, kills the whole
+//! process group on timeout and keeps the tail of the output for the error.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Lines of output kept for an error message.
+const TAIL_LINES: usize = 6;
+/// Bytes of output kept in memory per stream (the tail matters, not the rest).
+const KEEP_BYTES: usize = 64 * 1024;
+
+/// A failure on the machine, with what an operator needs to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The program could not be started.
+    #[error("cannot run {cmd}: {source}")]
+    Spawn {
+        /// The command line (program and arguments, never the environment).
+        cmd: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It ran and failed.
+    #[error("{cmd} failed ({status}){}", tail_suffix(.tail))]
+    Failed {
+        /// The command line.
+        cmd: String,
+        /// `exit code N` or `killed by signal N`.
+        status: String,
+        /// The last lines of its stdout and stderr.
+        tail: String,
+    },
+    /// It ran longer than allowed and was killed with its children.
+    #[error("{cmd} timed out after {secs} s and was killed{}", tail_suffix(.tail))]
+    Timeout {
+        /// The command line.
+        cmd: String,
+        /// The limit.
+        secs: u64,
+        /// The last lines of its output.
+        tail: String,
+    },
+    /// A file operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done (`write`, `read`, `rename`...).
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Anything else, already phrased for the operator.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn tail_suffix(tail: &str) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {tail}")
+    }
+}
+
+impl HostError {
+    /// An I/O error on a path.
+    pub fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
+        HostError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// What a command printed.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Standard output (its last 64 KiB).
+    pub stdout: String,
+    /// Standard error (its last 64 KiB).
+    pub stderr: String,
+}
+
+/// A command to run on the machine.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    program: OsString,
+    args: Vec<OsString>,
+    env: Option<Vec<(String, String)>>,
+    extra_env: Vec<(String, String)>,
+    dir: Option<PathBuf>,
+    timeout: Duration,
+    as_user: Option<String>,
+}
+
+impl Cmd {
+    /// `program` with no arguments, the agent's environment and a 10-minute limit.
+    pub fn new(program: impl Into<OsString>) -> Self {
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+            env: None,
+            extra_env: Vec::new(),
+            dir: None,
+            timeout: Duration::from_secs(600),
+            as_user: None,
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Runs with exactly this environment (nothing inherited).
+    pub fn env_clear(mut self, env: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.env = Some(env.into_iter().collect());
+        self
+    }
+
+    /// Adds one variable to the environment.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.extra_env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Working directory.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Time limit.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// Runs as this user and its groups (setpriv: no PAM, no shell, the
+    /// environment passed as is, no new privileges).
+    pub fn as_user(mut self, user: &str) -> Self {
+        self.as_user = Some(user.to_owned());
+        self
+    }
+
+    /// The command line for messages: program and arguments, shell-quoted.
+    /// The environment is never shown (it holds secrets).
+    pub fn display(&self) -> String {
+        let mut words = vec![self.program.to_string_lossy().into_owned()];
+        words.extend(self.args.iter().map(|a| a.to_string_lossy().into_owned()));
+        shell_words::join(words)
+    }
+
+    fn command(&self) -> Command {
+        let mut c = match &self.as_user {
+            Some(user) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={user}"))
+                    .arg(format!("--regid={user}"))
+                    .arg("--init-groups")
+                    .arg("--no-new-privs")
+                    .arg("--")
+                    .arg(&self.program);
+                c
+            }
+            None => Command::new(&self.program),
+        };
+        c.args(&self.args);
+        if let Some(env) = &self.env {
+            c.env_clear();
+            c.envs(env.iter().map(|(k, v)| (k, v)));
+        }
+        c.envs(self.extra_env.iter().map(|(k, v)| (k, v)));
+        if let Some(d) = &self.dir {
+            c.current_dir(d);
+        }
+        c
+    }
+
+    /// Runs to completion; a non-zero exit, a signal or the timeout is an error.
+    pub fn run(&self) -> Result<Output, HostError> {
+        let (status, out) = self.run_status()?;
+        match status {
+            Some(0) => Ok(out),
+            _ => Err(HostError::Failed {
+                cmd: self.display(),
+                status: describe(status, &out),
+                tail: tail(&out),
+            }),
+        }
+    }
+
+    /// Runs to completion; returns the exit code (None when killed by a
+    /// signal) and the output. Only the timeout and spawning are errors.
+    pub fn run_status(&self) -> Result<(Option<i32>, Output), HostError> {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let mut command = self.command();
+        // Its own process group, so a timeout kills what it started too.
+        command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|source| HostError::Spawn {
+            cmd: self.display(),
+            source,
+        })?;
+        let out_reader = child.stdout.take().map(reader);
+        let err_reader = child.stderr.take().map(reader);
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if start.elapsed() >= self.timeout => break None,
+                Ok(None) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(source) => {
+                    return Err(HostError::Spawn {
+                        cmd: self.display(),
+                        source,
+                    });
+                }
+            }
+        };
+        if status.is_none() {
+            kill_group(child.id());
+            let _ = child.wait();
+        }
+        let out = Output {
+            stdout: out_reader.map(join).unwrap_or_default(),
+            stderr: err_reader.map(join).unwrap_or_default(),
+        };
+        match status {
+            None => Err(HostError::Timeout {
+                cmd: self.display(),
+                secs: self.timeout.as_secs(),
+                tail: tail(&out),
+            }),
+            Some(s) => Ok((s.code().or(s.signal().map(|n| -n)), out)),
+        }
+    }
+}
+
+fn kill_group(pid: u32) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+fn describe(code: Option<i32>, _: &Output) -> String {
+    match code {
+        Some(c) if c < 0 => format!("killed by signal {}", -c),
+        Some(c) => format!("exit code {c}"),
+        None => "killed".into(),
+    }
+}
+
+type Reader = std::thread::JoinHandle<String>;
+
+fn reader(mut stream: impl Read + Send + 'static) -> Reader {
+    std::thread::spawn(move || {
+        let mut kept: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > 2 * KEEP_BYTES {
+                kept.drain(..kept.len() - KEEP_BYTES);
+            }
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    })
+}
+
+fn join(r: Reader) -> String {
+    r.join().unwrap_or_default()
+}
+
+/// The last lines of stderr, or of stdout when stderr is empty, on one line.
+pub fn tail(out: &Output) -> String {
+    let text = if out.stderr.trim().is_empty() {
+        &out.stdout
+    } else {
+        &out.stderr
+    };
+    last_lines(text, TAIL_LINES)
+}
+
+/// The last `n` non-empty lines joined with ` | `, control characters removed.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..]
+        .iter()
+        .map(|l| l.chars().filter(|c| !c.is_control()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn failure_names_command_code_and_tail() {
+        let e = Cmd::new("sh")
+            .args(["-c", "echo one; echo two >&2; exit 3"])
+            .run()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "sh -c 'echo one; echo two >&2; exit 3' failed (exit code 3): two"
+        );
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group() {
+        let t = Instant::now();
+        let e = Cmd::new("sh")
+            .args(["-c", "sleep 30 & echo started; wait"])
+            .timeout(Duration::from_millis(300))
+            .run()
+            .unwrap_err();
+        assert!(matches!(e, HostError::Timeout { .. }), "{e}");
+        // The background sleep held stdout open: had it survived, the
+        // reader would have waited 30 s.
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(e.to_string().contains("started"), "{e}");
+    }
+
+    #[test]
+    fn env_clear_passes_only_what_is_given() {
+        let out = Cmd::new("/usr/bin/env")
+            .env_clear([("ONLY".to_string(), "x y".to_string())])
+            .run()
+            .unwrap();
+        assert_eq!(out.stdout, "ONLY=x y\n");
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_error() {
+        let e = Cmd::new("/nonexistent/prog").run().unwrap_err();
+        assert!(
+            e.to_string().starts_with("cannot run /nonexistent/prog"),
+            "{e}"
+        );
+    }
+}
