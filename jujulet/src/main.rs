@@ -78,6 +78,15 @@ enum Command {
     },
     /// Stop the stand-ins, destroy the machine, remove the model state.
     Destroy,
+    /// Attach a new revision of a resource (NAME=PATH); as in Juju, this
+    /// runs upgrade-charm (then config-changed).
+    AttachResource { resource: String },
+    /// Run a command inside the machine as root and print its output
+    /// (like `juju exec`); exits with the command's exit code.
+    Exec {
+        #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Re-place the charm (and agent), run upgrade-charm and config-changed.
     Upgrade {
         #[arg(long)]
@@ -177,6 +186,47 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Destroy => destroy(&model_dir, &progress),
+        Command::AttachResource { resource } => {
+            let (mut model, m) = open(&model_dir)?;
+            let (name, path) = resource
+                .split_once('=')
+                .with_context(|| format!("{resource:?}: expected NAME=PATH"))?;
+            let path =
+                std::fs::canonicalize(path).with_context(|| format!("resource {name}: {path}"))?;
+            if !path.is_file() {
+                bail!("resource {name}: {} is not a file", path.display());
+            }
+            let paths = Paths::new(m.as_ref());
+            progress(&format!("attaching {name} from {}", path.display()));
+            place::place_resource(&paths, &model.unit_tag(), name, &path)?;
+            model.resources.insert(name.to_owned(), path);
+            model.save(&model_dir)?;
+            let standins = RealStandIns {
+                model_dir: model_dir.clone(),
+            };
+            let s = Scheduler::new(&model_dir, m.as_ref(), &standins, &progress);
+            s.upgrade(&mut model)?;
+            Ok(())
+        }
+        Command::Exec { command } => {
+            let (_, m) = open(&model_dir)?;
+            let env = [
+                (
+                    "PATH",
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                ),
+                ("HOME", "/root"),
+                ("LANG", "C.UTF-8"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+            let out = m
+                .exec(&command, &env, std::path::Path::new("/"))
+                .with_context(|| format!("running {command:?} in the machine"))?;
+            use std::io::Write;
+            std::io::stdout().write_all(&out.stdout)?;
+            std::io::stderr().write_all(&out.stderr)?;
+            std::process::exit(out.status.code().unwrap_or(1));
+        }
         Command::Upgrade { agent } => {
             let (mut model, m) = open(&model_dir)?;
             let paths = Paths::new(m.as_ref());

@@ -126,6 +126,8 @@ pub fn place_resource(
     let inside = resource_dir(unit_tag, name).join(file_name);
     let host = paths.host(&inside);
     if let Some(parent) = host.parent() {
+        // A new revision replaces the old one, whatever its file name.
+        let _ = std::fs::remove_dir_all(parent);
         std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
     }
     std::fs::copy(file, &host).map_err(io_err("copying the resource", file))?;

@@ -13,6 +13,8 @@ use super::HostError;
 pub fn wait_healthy(port: u16, path: &str, timeout: Duration) -> Result<String, HostError> {
     let start = Instant::now();
     let mut pause = Duration::from_millis(50);
+    // The last HTTP answer says more than a later timeout or refusal.
+    let mut answered: Option<String> = None;
     loop {
         let left = timeout.saturating_sub(start.elapsed());
         let result = probe(
@@ -22,17 +24,20 @@ pub fn wait_healthy(port: u16, path: &str, timeout: Duration) -> Result<String, 
         );
         match result {
             Ok(line) if is_healthy(&line) => return Ok(line),
-            _ if start.elapsed() + pause >= timeout => {
-                return Err(HostError::Other(match result {
-                    Ok(line) => format!("GET {path} on port {port} answered {line:?}"),
-                    Err(e) => format!("GET {path} on port {port}: {e}"),
-                }));
+            Ok(line) => answered = Some(line),
+            Err(e) if answered.is_none() && start.elapsed() + pause >= timeout => {
+                return Err(HostError::Other(format!("GET {path} on port {port}: {e}")));
             }
-            _ => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
+            Err(_) => {}
         }
+        if start.elapsed() + pause >= timeout {
+            let line = answered.unwrap_or_default();
+            return Err(HostError::Other(format!(
+                "GET {path} on port {port} answered {line:?}"
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 

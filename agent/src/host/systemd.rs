@@ -27,6 +27,56 @@ pub fn systemctl(verb: &str, unit: &str) -> Result<(), HostError> {
     cmd.timeout(Duration::from_secs(180)).run().map(drop)
 }
 
+/// `systemctl reload UNIT`, then waits (bounded) until every worker the
+/// main process had before has exited: gunicorn's HUP starts new workers
+/// and retires the old ones gracefully, and until they are gone a request
+/// may still be answered by the old code or environment.
+pub fn reload_and_wait(unit: &str, limit: Duration) -> Result<(), HostError> {
+    let main = unit_state(unit)?.main_pid;
+    let old = children(main);
+    systemctl("reload", unit)?;
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        let now = children(main);
+        if !now.is_empty() && now.iter().all(|p| !old.contains(p)) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::warn!(
+        unit,
+        "old workers still running {} s after reload",
+        limit.as_secs()
+    );
+    Ok(())
+}
+
+/// The pids whose parent is `parent` (from /proc).
+pub fn children(parent: u32) -> Vec<u32> {
+    if parent == 0 {
+        return Vec::new();
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| parent_of(&s))
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// The ppid field of /proc/PID/stat (after the parenthesised command name,
+/// which may itself contain spaces and parentheses).
+fn parent_of(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// ActiveState, MainPID and NRestarts of a unit (one systemctl call).
 pub fn unit_state(unit: &str) -> Result<UnitState, HostError> {
     let out = Cmd::new("systemctl")
@@ -77,5 +127,18 @@ mod tests {
             }
         );
         assert_eq!(parse_show("garbage\nMainPID=x\n").main_pid, 0);
+    }
+
+    #[test]
+    fn children_of_this_process() {
+        let mut c = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let kids = children(std::process::id());
+        let _ = c.kill();
+        let _ = c.wait();
+        assert!(kids.contains(&c.id()), "{kids:?}");
+        assert_eq!(parent_of("12 (a) b) S 7 12"), Some(7));
     }
 }

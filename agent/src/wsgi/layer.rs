@@ -319,9 +319,13 @@ fn apply(ctx: &mut Ctx<'_, LayerCtx>, paths: &AppPaths, new: &Hashes) -> Result 
         }
         Action::Restart => {
             status(ctx, Status::Maintenance, "restarting the service")?;
-            ctx.layer
-                .host
-                .systemctl(if running { "restart" } else { "start" }, &svc)?;
+            let verb = if running { "restart" } else { "start" };
+            // A service that will not start (the app fails at import) is a
+            // state to report, not a failed hook: the health check below
+            // finds it down and blocks with its log; the next hook retries.
+            if let Err(e) = ctx.layer.host.systemctl(verb, &svc) {
+                ctx.layer.juju.log(&format!("{e}"));
+            }
         }
     }
     ctx.store(

@@ -83,6 +83,11 @@ impl Host for SystemHost {
     }
 
     fn systemctl(&mut self, verb: &str, unit: &str) -> Result<(), SeamError> {
+        if verb == "reload" {
+            // The change is live when the hook ends: wait for the old workers.
+            host::systemd::reload_and_wait(unit, Duration::from_secs(40))?;
+            return Ok(());
+        }
         host::systemd::systemctl(verb, unit)?;
         Ok(())
     }
@@ -96,17 +101,31 @@ impl Host for SystemHost {
     }
 
     fn journal_tail(&mut self, unit: &str, lines: usize) -> String {
-        let journal = host::systemd::journal_tail(unit, lines);
+        // gunicorn's own log (a traceback) says more than systemd's lines:
+        // its exception line first, then the last lines of both.
         let file = self
             .log_file
             .as_deref()
-            .map(|p| tail_of_file(p, lines))
+            .map(|p| tail_of_file(p, 40))
             .unwrap_or_default();
-        // The app's own words (a traceback) first; systemd's after.
-        let mut text = file;
-        text.push('\n');
-        text.push_str(&journal);
-        host::process::last_lines(&text, lines)
+        let journal = host::systemd::journal_tail(unit, lines);
+        let mut out: Vec<String> = Vec::new();
+        if let Some(exc) = file.lines().rev().find(|l| is_exception_line(l)) {
+            out.push(exc.trim().to_owned());
+        }
+        let source = if file.trim().is_empty() {
+            &journal
+        } else {
+            &file
+        };
+        for l in
+            host::process::last_lines(source, lines.saturating_sub(out.len()).max(1)).split(" | ")
+        {
+            if !l.is_empty() && !out.iter().any(|o| o == l) {
+                out.push(l.to_owned());
+            }
+        }
+        out.join("\n")
     }
 
     fn health(&mut self, port: u16, path: &str, timeout_s: u32) -> Result<String, SeamError> {
@@ -151,4 +170,38 @@ fn tail_of_file(path: &Path, lines: usize) -> String {
     let mut buf = Vec::new();
     let _ = f.read_to_end(&mut buf);
     host::process::last_lines(&String::from_utf8_lossy(&buf), lines).replace(" | ", "\n")
+}
+
+/// A Python exception line: `ModuleNotFoundError: No module named 'x'`.
+fn is_exception_line(line: &str) -> bool {
+    let Some((name, _)) = line.trim().split_once(':') else {
+        return false;
+    };
+    let last = name.rsplit('.').next().unwrap_or(name);
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && (last.ends_with("Error")
+            || last.ends_with("Exception")
+            || matches!(last, "SystemExit" | "KeyboardInterrupt"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_exception_line;
+
+    #[test]
+    fn exception_lines() {
+        assert!(is_exception_line(
+            "ModuleNotFoundError: No module named 'x'"
+        ));
+        assert!(is_exception_line(
+            "psycopg.OperationalError: connection failed"
+        ));
+        assert!(!is_exception_line(
+            "[2026-11-25 02:45:08 +0000] [165] [ERROR] Exception in worker"
+        ));
+        assert!(!is_exception_line("Reason: Worker failed to boot."));
+    }
 }
