@@ -164,7 +164,39 @@ def _read_env(path):
 raw_env = _read_env(ENV_FILE)
 
 
+def _trusted(peer, allowed):
+    import ipaddress
+    if "*" in allowed:
+        return True
+    try:
+        ip = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    for net in allowed:
+        try:
+            if ip in ipaddress.ip_network(net, strict=False):
+                return True
+        except ValueError:
+            pass
+    return False
+
+
+def _client_address(app, allowed):
+    # gunicorn takes the scheme from a trusted proxy's X-Forwarded-Proto but
+    # leaves REMOTE_ADDR the proxy's. Behind a trusted proxy the client is the
+    # address the proxy appended last to X-Forwarded-For.
+    def wsgi(environ, start_response):
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        if forwarded and _trusted(environ.get("REMOTE_ADDR", ""), allowed):
+            client = forwarded.split(",")[-1].strip()
+            if client:
+                environ["REMOTE_ADDR"] = client
+        return app(environ, start_response)
+    return wsgi
+
+
 def post_worker_init(worker):
+    worker.wsgi = _client_address(worker.wsgi, forwarded_allow_ips.split(","))
     # After a SIGUSR2 re-exec the new master's workers still carry GUNICORN_PID (the old
     # master). Once one of them has imported the app, tell systemd that the new master is
     # the main process (needs NotifyAccess=all). Then the old master can be sent SIGTERM.
