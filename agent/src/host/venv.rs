@@ -67,7 +67,10 @@ pub fn ensure(req: &VenvRequest<'_>) -> Result<String, HostError> {
         Installer::Uv => Cmd::new("uv")
             .args(["pip", "install", "--python"])
             .arg(&python)
-            .env("UV_NO_PROGRESS", "1"),
+            .env("UV_NO_PROGRESS", "1")
+            // The system's CA store, as pip uses: behind a TLS-inspecting
+            // proxy uv's bundled roots fail with UnknownIssuer.
+            .env("UV_NATIVE_TLS", "1"),
         Installer::Pip => Cmd::new(req.venv.join("bin/pip")).args([
             "install",
             "--disable-pip-version-check",
@@ -93,7 +96,8 @@ fn create(venv: &Path, installer: Installer) -> Result<(), HostError> {
     let cmd = match installer {
         Installer::Uv => Cmd::new("uv")
             .args(["venv", "--quiet", "--python", PYTHON])
-            .arg(venv),
+            .arg(venv)
+            .env("UV_NATIVE_TLS", "1"),
         Installer::Pip => Cmd::new(PYTHON).args(["-m", "venv"]).arg(venv),
     };
     cmd.timeout(Duration::from_secs(300)).run().map(drop)
