@@ -170,12 +170,30 @@ impl<'a> Scheduler<'a> {
 
     /// Run one named hook (e.g. update-status) after whatever is queued.
     pub fn run_hook_named(&self, model: &mut Model, name: &str) -> Result<(), SchedError> {
-        if name.contains("-relation-") {
-            return Err(SchedError::Invalid(format!(
-                "relation hooks run through relate/unrelate, not `run {name}`"
-            )));
-        }
-        model.queue.push_back(Hook::plain(name));
+        // ENDPOINT-relation-changed re-runs for the first remote unit of the
+        // relation on ENDPOINT (Juju runs it when the remote data changes;
+        // here it proves a hook with nothing new does nothing). Other
+        // relation hooks come from relate/unrelate.
+        let hook = match name.split_once("-relation-") {
+            None => Hook::plain(name),
+            Some((endpoint, "changed")) => {
+                let rel = model
+                    .relations
+                    .iter()
+                    .find(|r| r.endpoint == endpoint && !r.dying)
+                    .ok_or_else(|| {
+                        SchedError::Invalid(format!("no relation on endpoint {endpoint:?}"))
+                    })?;
+                let unit = rel.joined.iter().next().cloned();
+                Hook::relation(rel, "changed", unit.as_deref())
+            }
+            Some(_) => {
+                return Err(SchedError::Invalid(format!(
+                    "{name} runs through relate/unrelate; `run` takes plain hooks and ENDPOINT-relation-changed"
+                )));
+            }
+        };
+        model.queue.push_back(hook);
         model.save(&self.model_dir)?;
         self.run_queue(model)
     }
@@ -430,12 +448,22 @@ impl<'a> Scheduler<'a> {
 
         let charm_seen = paths.seen(&place::charm_dir(&model.unit_tag()));
         let env = self.env(model, hook, &context_id, &charm_seen);
-        let argv = vec![charm_seen.join("dispatch").to_string_lossy().into_owned()];
+        let mut argv = vec![charm_seen.join("dispatch").to_string_lossy().into_owned()];
+        // Fault injection for crash-consistency tests: SIGKILL the hook's
+        // whole process group after this many milliseconds.
+        if let Some(ms) = std::env::var("JUJULET_KILL_HOOK_AFTER_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            let secs = format!("{}.{:03}", ms / 1000, ms % 1000);
+            argv.splice(0..0, ["timeout".into(), "--signal=KILL".into(), secs]);
+        }
         let result = self
             .machine
             .exec_timeout(&argv, &env, &charm_seen, self.hook_timeout);
 
         let mut log = self.log_lines(model, hook, &ctx_dir);
+        self.keep_calls(hook, &ctx_dir);
         let output = match result {
             Ok(o) => o,
             Err(source) => {
@@ -506,6 +534,24 @@ impl<'a> Scheduler<'a> {
 
     /// Apply the immediate effects (status, version) and turn them and the
     /// juju-log lines into debug-log lines.
+    /// Appends the hook's tool calls to `tool-calls.log` in the model dir,
+    /// one `HOOK<TAB>tool args` line each.
+    fn keep_calls(&self, hook: &Hook, ctx_dir: &Path) {
+        use std::io::Write;
+        let calls = std::fs::read_to_string(ctx_dir.join(crate::tools::CALLS_LOG))
+            .unwrap_or_default();
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.model_dir.join("tool-calls.log"))
+        {
+            let _ = writeln!(f, "# {}", hook.describe());
+            for line in calls.lines() {
+                let _ = writeln!(f, "{}\t{line}", hook.name);
+            }
+        }
+    }
+
     fn log_lines(&self, model: &mut Model, hook: &Hook, ctx_dir: &Path) -> Vec<String> {
         let tag = model.unit_tag();
         let mut out = vec![format!(

@@ -15,6 +15,8 @@ pub const PYTHON: &str = "/usr/bin/python3";
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Where the inputs of the last successful install are kept.
 const MARKER: &str = ".wsgi-charm-inputs";
+/// Written once the venv is created whole.
+const CREATED: &str = ".wsgi-charm-created";
 
 /// What to install where.
 #[derive(Debug, Clone)]
@@ -60,8 +62,15 @@ pub fn ensure(req: &VenvRequest<'_>) -> Result<String, HostError> {
         Installer::Pip
     };
     tracing::info!(venv = %req.venv.display(), ?installer, "installing requirements");
-    if !python.exists() {
+    // A venv whose creation was interrupted (a killed hook) may have a
+    // python but no pip: only a venv marked complete is reused.
+    let created = req.venv.join(CREATED);
+    if !python.exists() || !created.exists() {
+        if req.venv.exists() {
+            std::fs::remove_dir_all(req.venv).map_err(|e| HostError::io("remove", req.venv, e))?;
+        }
         create(req.venv, installer)?;
+        std::fs::write(&created, "").map_err(|e| HostError::io("write", &created, e))?;
     }
     let mut cmd = match installer {
         Installer::Uv => Cmd::new("uv")

@@ -136,6 +136,9 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
                         let host = &mut ctx.layer.host;
                         match host.unpack_release(&archive, &paths.releases_dir, &paths.current) {
                             Ok(id) => {
+                                // Remember what was unpacked, so the next
+                                // upgrade-charm with the same file is a no-op.
+                                ctx.data_changed("resource", &identity)?;
                                 ctx.set_flag(SOURCE);
                                 ctx.store("release", &id)?;
                                 id

@@ -104,6 +104,29 @@ pub fn tool_name(argv0: &str) -> Option<&'static str> {
     NAMES.iter().copied().find(|n| *n == base)
 }
 
+/// Appends the call to the context's `calls.log` (the scheduler keeps them
+/// in the model's `tool-calls.log`, to count what a hook asked of Juju).
+fn record_call(dir: &Path, name: &str, args: &[String]) {
+    use std::io::Write;
+    let mut words = vec![name.to_owned()];
+    words.extend(args.iter().cloned());
+    let line = words
+        .iter()
+        .map(|w| w.replace(['\n', '\t'], " "))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(CALLS_LOG))
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Where [`record_call`] writes, in the context directory.
+pub const CALLS_LOG: &str = "calls.log";
+
 /// Run tool `name` with `args` (argv without argv[0]).
 pub fn run(name: &str, args: &[String], env: &mut Env<'_>) -> Outcome {
     let mut out = Outcome::default();
@@ -116,6 +139,7 @@ pub fn run(name: &str, args: &[String], env: &mut Env<'_>) -> Outcome {
                     "bad request: unknown context {id:?} ({e}); tools work only while a hook runs"
                 ))),
                 Ok(ctx) => {
+                    record_call(&dir, name, args);
                     let mut t = Tool {
                         ctx,
                         dir,
