@@ -8,6 +8,7 @@
 pub mod apt;
 pub mod fs;
 pub mod health;
+pub mod net;
 pub mod process;
 pub mod release;
 pub mod systemd;

@@ -37,6 +37,11 @@ pub fn reload_and_wait(unit: &str, limit: Duration) -> Result<(), HostError> {
     systemctl("reload", unit)?;
     let start = std::time::Instant::now();
     while start.elapsed() < limit {
+        // A master that died on the reload (the app fails at import) has
+        // no workers to wait for: the health check reports it.
+        if main == 0 || !std::path::Path::new(&format!("/proc/{main}")).exists() {
+            return Ok(());
+        }
         let now = children(main);
         if !now.is_empty() && now.iter().all(|p| !old.contains(p)) {
             return Ok(());

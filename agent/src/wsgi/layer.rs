@@ -120,6 +120,11 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
     // resource fires upgrade-charm) or when no release exists yet.
     let stored: Option<String> = ctx.stored("release");
     let look = stored.is_none() || matches!(ctx.hook(), "install" | "upgrade-charm");
+    // A bad archive stays reported until another one is attached (the
+    // hooks in between do not look at the resource again).
+    if !look && let Some(msg) = ctx.stored::<String>("resource-error") {
+        return unavailable(ctx, Status::Blocked, &msg);
+    }
     let release = match (look, stored) {
         (false, Some(release)) => release,
         (_, stored) => match ctx.layer.juju.resource("app")? {
@@ -136,6 +141,7 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
                         let host = &mut ctx.layer.host;
                         match host.unpack_release(&archive, &paths.releases_dir, &paths.current) {
                             Ok(id) => {
+                                ctx.unstore("resource-error");
                                 // Remember what was unpacked, so the next
                                 // upgrade-charm with the same file is a no-op.
                                 ctx.data_changed("resource", &identity)?;
@@ -146,6 +152,7 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
                             Err(e) => {
                                 ctx.forget_data("resource");
                                 let msg = format!("app resource: {e}");
+                                ctx.store("resource-error", &msg)?;
                                 return unavailable(ctx, Status::Blocked, &msg);
                             }
                         }
@@ -227,7 +234,28 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
                 );
             }
         };
-    write_files(ctx, &config, &layer, &paths, &desired)?;
+    // A port held by another process: say so instead of a service that
+    // cannot bind (and a health check another server might answer).
+    let moving = ctx.stored::<u16>("port") != Some(config.port);
+    if moving && !port_is_ours_or_free(ctx, &paths.service, config.port)? {
+        return unavailable(
+            ctx,
+            Status::Blocked,
+            &format!(
+                "port {} is in use by another process: stop it or choose another port",
+                config.port
+            ),
+        );
+    }
+    // A file that cannot be written (disk full) leaves the old one whole
+    // (atomic writes) and the service as it was; retried on the next hook.
+    if let Err(e) = write_files(ctx, &config, &layer, &paths, &desired) {
+        return unavailable(
+            ctx,
+            Status::Blocked,
+            &format!("cannot write the service files: {e}"),
+        );
+    }
 
     // Migrations before the new code or database serves requests.
     let env = super::envfile::merge(&config.environment_variables, &inputs.env);
@@ -256,6 +284,20 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
     apply(ctx, &paths, &desired.hashes)?;
     ports(ctx, config.port)?;
     health(ctx, &config, &paths, &view)
+}
+
+/// Whether nothing listens on `port`, or our own service does (a hook
+/// killed after the move, before its state was committed).
+fn port_is_ours_or_free(
+    ctx: &mut Ctx<'_, LayerCtx>,
+    service: &str,
+    port: u16,
+) -> std::result::Result<bool, HandlerError> {
+    let Some(holder) = ctx.layer.host.port_holder(port) else {
+        return Ok(true);
+    };
+    let main = ctx.layer.host.service_state(service)?.main_pid;
+    Ok(main != 0 && holder == main)
 }
 
 fn provision_env(env: &BTreeMap<String, String>, paths: &AppPaths) -> BTreeMap<String, String> {
@@ -323,6 +365,11 @@ fn apply(ctx: &mut Ctx<'_, LayerCtx>, paths: &AppPaths, new: &Hashes) -> Result 
         Action::Restart => {
             status(ctx, Status::Maintenance, "restarting the service")?;
             let verb = if running { "restart" } else { "start" };
+            if state.active_state == "failed" {
+                // After repeated crashes systemd refuses to start the unit
+                // (start limit) until its failed state is reset.
+                let _ = ctx.layer.host.systemctl("reset-failed", &svc);
+            }
             // A service that will not start (the app fails at import) is a
             // state to report, not a failed hook: the health check below
             // finds it down and blocks with its log; the next hook retries.

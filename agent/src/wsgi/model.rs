@@ -138,6 +138,13 @@ pub trait Host {
     ) -> Result<(), SeamError>;
     /// Number of CPUs, for workers = 0.
     fn cpus(&self) -> u32;
+    /// The process listening on this TCP port: None when free, Some(0)
+    /// when held by a process that cannot be identified. Checked before the
+    /// service moves to a port, so one held by another process is reported
+    /// as such.
+    fn port_holder(&mut self, _port: u16) -> Option<u32> {
+        None
+    }
 }
 
 /// The context the layer's handlers receive.

@@ -154,6 +154,10 @@ impl Host for SystemHost {
         Ok(())
     }
 
+    fn port_holder(&mut self, port: u16) -> Option<u32> {
+        host::net::listener_of(port)
+    }
+
     fn cpus(&self) -> u32 {
         std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
     }
