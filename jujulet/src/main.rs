@@ -14,6 +14,17 @@ use jujulet::place::{self, Paths};
 use jujulet::scheduler::{RealStandIns, Scheduler, StandIns};
 use jujulet::standin;
 
+/// println! that ends the process quietly when the reader has gone away
+/// (`jujulet status | head`) instead of panicking on a broken pipe.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "jujulet",
@@ -127,7 +138,7 @@ fn main() -> Result<()> {
                     &Paths::new(m.as_ref()).host(&place::charm_dir(&model.unit_tag())),
                 )?;
                 for (k, v) in schema.effective(&model.config) {
-                    println!("{k}: {v}");
+                    out!("{k}: {v}");
                 }
                 return Ok(());
             }
@@ -181,7 +192,7 @@ fn main() -> Result<()> {
             let lines: Vec<&str> = text.lines().collect();
             let from = tail.map_or(0, |n| lines.len().saturating_sub(n));
             for l in &lines[from..] {
-                println!("{l}");
+                out!("{l}");
             }
             Ok(())
         }
@@ -419,13 +430,13 @@ fn status(model_dir: &Path) -> Result<()> {
         ],
     ];
     print_table(&rows);
-    println!("\nMachine: {machine}");
+    out!("\nMachine: {machine}");
     if !model.queue.is_empty() {
         let q: Vec<String> = model.queue.iter().map(|h| h.describe()).collect();
-        println!("Pending hooks: {}", q.join(", "));
+        out!("Pending hooks: {}", q.join(", "));
     }
     if !model.relations.is_empty() {
-        println!();
+        out!();
         let mut rows = vec![vec![
             "Relation".to_owned(),
             "Interface".into(),
@@ -465,7 +476,7 @@ fn status(model_dir: &Path) -> Result<()> {
         print_table(&rows);
     }
     if model.agent.status == "error" {
-        println!(
+        out!(
             "\nThe unit is in error ({}): see `jujulet debug-log`, fix the cause and run `jujulet resolve`.",
             model.agent.message
         );
@@ -484,7 +495,7 @@ fn print_table(rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        out!("{}", line.join("  ").trim_end());
     }
 }
 

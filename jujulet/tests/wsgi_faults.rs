@@ -212,8 +212,53 @@ fn postgresql_down_at_provision_time_blocks_then_recovers() {
     };
     kill("-STOP");
     // A new provision_command runs now (once per source, URL and command).
+    // While it hangs on the frozen server: the database password is in its
+    // environment, never in its arguments.
+    let (_, env_file, _) = m.exec(&["cat", "/etc/wsgi/notes/environment"]);
+    let url = env_file
+        .lines()
+        .find_map(|l| l.strip_prefix("DATABASE_URL=\""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+    let secret = url
+        .split_once("://")
+        .unwrap()
+        .1
+        .split_once('@')
+        .unwrap()
+        .0
+        .split_once(':')
+        .unwrap()
+        .1
+        .to_owned();
+    let watcher = {
+        let dir = m.dir();
+        std::thread::spawn(move || {
+            let mut seen = 0;
+            let until = Instant::now() + Duration::from_secs(8);
+            while Instant::now() < until {
+                for e in std::fs::read_dir("/proc").unwrap().flatten() {
+                    let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                    let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                    if cmd.contains("migrate.py --again") {
+                        seen += 1;
+                        assert!(
+                            !cmd.contains(&secret),
+                            "password in provision's arguments: {cmd}"
+                        );
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = dir;
+            seen
+        })
+    };
     let r = m.jujulet(&["config", "provision_command=python3 migrate.py --again"]);
     kill("-CONT");
+    let seen = watcher.join().unwrap();
+    assert!(seen > 0, "the provision process was never seen");
     assert!(r.0, "{}{}", r.1, r.2);
     blocked_with(&m, "provision_command failed");
     blocked_with(&m, "timeout");

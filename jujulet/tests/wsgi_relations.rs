@@ -120,6 +120,36 @@ fn notes_through_postgresql_mongodb_and_haproxy() {
         );
     }
     assert!(!m.log().contains(&password));
+    // Every file the machine wrote (the overlay's upper dir) that holds the
+    // password, raw or percent-encoded, is readable by root and the app
+    // only: the environment file (0640 root:wsgi) and the agent's state (0600).
+    let upper = m.root().parent().unwrap().join("upper");
+    assert!(upper.is_dir(), "{upper:?}");
+    let encoded = parsed.password().unwrap().to_owned();
+    let mut holders = Vec::new();
+    files_containing(
+        &upper,
+        &[password.as_bytes(), encoded.as_bytes()],
+        &mut holders,
+    );
+    let mut names: Vec<String> = Vec::new();
+    for (path, mode) in &holders {
+        assert_eq!(
+            mode & 0o007,
+            0,
+            "{path:?} (mode {mode:o}) holds the password"
+        );
+        names.push(path.strip_prefix(&upper).unwrap().display().to_string());
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "etc/wsgi/notes/environment",
+            "var/lib/juju/agents/unit-notes-0/charm/.wsgi-agent/state.json"
+        ],
+        "files holding the password"
+    );
 
     // MongoDB: MONGO_URL reaches the app (insert and find back).
     m.ok(&["relate", "mongo", "mongodb"]);
@@ -177,4 +207,32 @@ fn notes_through_postgresql_mongodb_and_haproxy() {
         "{env_file}"
     );
     assert!(m.unit_status().contains("active"));
+}
+
+/// Regular files under `dir` containing any of `needles`, with their modes.
+fn files_containing(
+    dir: &std::path::Path,
+    needles: &[&[u8]],
+    out: &mut Vec<(std::path::PathBuf, u32)>,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            files_containing(&p, needles, out);
+        } else if meta.is_file()
+            && let Ok(bytes) = std::fs::read(&p)
+            && needles
+                .iter()
+                .any(|n| !n.is_empty() && bytes.windows(n.len()).any(|w| w == *n))
+        {
+            out.push((p, meta.permissions().mode() & 0o7777));
+        }
+    }
 }
