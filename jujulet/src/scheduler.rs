@@ -538,8 +538,8 @@ impl<'a> Scheduler<'a> {
     /// one `HOOK<TAB>tool args` line each.
     fn keep_calls(&self, hook: &Hook, ctx_dir: &Path) {
         use std::io::Write;
-        let calls = std::fs::read_to_string(ctx_dir.join(crate::tools::CALLS_LOG))
-            .unwrap_or_default();
+        let calls =
+            std::fs::read_to_string(ctx_dir.join(crate::tools::CALLS_LOG)).unwrap_or_default();
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
