@@ -38,6 +38,17 @@ fn hello_deploys_and_every_config_change_is_live_without_restarts() {
     );
     assert_eq!(get(80, "/"), (200, "Hello, World!\n".into()));
 
+    // gunicorn's log in the journal and in wsgi_logfile_path, requests too.
+    let (_, journal, _) = m.exec(&["journalctl", "-u", UNIT, "--no-pager", "-o", "cat"]);
+    let (_, file, _) = m.exec(&["cat", "/var/log/wsgi.service.log"]);
+    for (name, text) in [("journal", &journal), ("log file", &file)] {
+        assert!(
+            text.contains("Listening at: http://0.0.0.0:80"),
+            "{name}: {text}"
+        );
+        assert!(text.contains("\"GET / HTTP/1.0\" 200"), "{name}: {text}");
+    }
+
     // The unit as systemd reads it: verify is clean, exposure at most 2.0.
     let (code, out, err) = m.exec(&[
         "systemd-analyze",

@@ -195,6 +195,25 @@ def _client_address(app, allowed):
     return wsgi
 
 
+def on_starting(server):
+    # gunicorn writes to one place; this adds the log file beside the journal.
+    # The master opens it once (workers inherit it); logrotate copytruncates.
+    if not LOG_FILE:
+        return
+    import logging
+    try:
+        handler = logging.FileHandler(LOG_FILE)
+    except OSError as e:
+        server.log.warning("cannot open %s: %s; logging to the journal only", LOG_FILE, e)
+        return
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s [%(process)d] [%(levelname)s] %(message)s", "[%Y-%m-%d %H:%M:%S %z]"))
+    logging.getLogger("gunicorn.error").addHandler(handler)
+    access = logging.FileHandler(LOG_FILE)
+    access.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("gunicorn.access").addHandler(access)
+
+
 def post_worker_init(worker):
     worker.wsgi = _client_address(worker.wsgi, forwarded_allow_ips.split(","))
     # After a SIGUSR2 re-exec the new master's workers still carry GUNICORN_PID (the old
@@ -233,9 +252,11 @@ pub fn render_gunicorn_conf(spec: &GunicornSpec) -> Result<String, GunicornConfE
             .map(python_str)
             .ok_or_else(|| GunicornConfError(format!("{p:?} is not UTF-8")))
     };
+    // gunicorn logs to stderr (the journal); the log file, when set, gets
+    // the same lines through a handler added in on_starting.
     let log = match &spec.log_file {
         Some(p) => path(p)?,
-        None => python_str("-"),
+        None => "None".to_owned(),
     };
     // One comma-separated string: gunicorn 27 refuses a list here ("Not a string").
     let ips = python_str(&spec.forwarded_allow_ips.join(","));
@@ -267,8 +288,9 @@ keepalive = {keepalive}
 max_requests = {max_requests}
 max_requests_jitter = {jitter}
 forwarded_allow_ips = {ips}
-errorlog = {log}
-accesslog = {log}
+errorlog = \"-\"
+accesslog = \"-\"
+LOG_FILE = {log}
 capture_output = True
 # Off: with preload a reload (HUP) would not re-import the app, and READY
 # would wait for the import.
