@@ -24,6 +24,8 @@ struct World {
     active: bool,
     main_pid: u32,
     healthy: bool,
+    /// Whether check_database succeeds.
+    db_down: bool,
     statuses: Vec<(Status, String)>,
 }
 
@@ -216,6 +218,15 @@ impl Host for FakeHost {
     }
     fn cpus(&self) -> u32 {
         2
+    }
+    fn check_database(&mut self, url: &str) -> Result<(), SeamError> {
+        let scheme = url.split("://").next().unwrap_or("");
+        self.0.borrow_mut().calls.push(format!("check {scheme}"));
+        if self.0.borrow().db_down {
+            Err(e("connection refused (127.0.0.1:5432)"))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -466,4 +477,56 @@ fn postgres_waits_for_authorisation_then_serves_database_url() {
         "DATABASE_URL reaches the app by a reload: {calls:?}"
     );
     assert_eq!(u.status().0, Status::Active);
+}
+
+#[test]
+fn a_database_url_that_does_not_connect_is_not_applied() {
+    let mut u = Unit::new();
+    u.deploy();
+    let pg = Databag::from([
+        ("host".into(), "10.0.0.5".into()),
+        ("port".into(), "5432".into()),
+        ("database".into(), "hello".into()),
+        ("user".into(), "juju_hello".into()),
+        ("password".into(), "pw".into()),
+        ("state".into(), "master".into()),
+        ("allowed-units".into(), "hello/0".into()),
+    ]);
+    u.world.borrow_mut().relations.insert(
+        "postgres:1".into(),
+        BTreeMap::from([("postgresql/0".into(), pg)]),
+    );
+    u.world.borrow_mut().context = (Some("postgres:1".into()), Some("postgresql/0".into()), None);
+    u.world.borrow_mut().db_down = true;
+    let calls = u.hook("postgres-relation-changed");
+    assert_eq!(has(&calls, "check postgresql"), 1, "{calls:?}");
+    assert_eq!(
+        has(&calls, "write /etc/wsgi/hello/environment"),
+        0,
+        "{calls:?}"
+    );
+    assert_eq!(
+        has(&calls, "systemctl"),
+        0,
+        "the running app was touched: {calls:?}"
+    );
+    let (st, msg) = u.status();
+    assert_eq!(st, Status::Waiting);
+    assert!(
+        msg.contains("DATABASE_URL") && msg.contains("connection refused"),
+        "{msg}"
+    );
+    assert!(!msg.contains("pw"), "{msg}");
+    // update-status retries while waiting, and keeps waiting.
+    let calls = u.hook("update-status");
+    assert_eq!(has(&calls, "check postgresql"), 1, "{calls:?}");
+    assert_eq!(u.status().0, Status::Waiting);
+    // The server answers: the next hook applies the URL by a reload.
+    u.world.borrow_mut().db_down = false;
+    let calls = u.hook("update-status");
+    assert_eq!(has(&calls, "systemctl reload"), 1, "{calls:?}");
+    assert_eq!(u.status().0, Status::Active);
+    // Checked once: later hooks do not connect again.
+    let calls = u.hook("config-changed");
+    assert_eq!(has(&calls, "check"), 0, "{calls:?}");
 }

@@ -103,8 +103,10 @@ fn install(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
 }
 
 fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
-    // update-status only checks health; stop/remove tear down.
-    if matches!(ctx.hook(), "update-status" | "stop" | "remove") {
+    // update-status only checks health (and retries a database that did
+    // not answer yet); stop/remove tear down.
+    let retry = ctx.hook() == "update-status" && ctx.stored::<String>("db-waiting").is_some();
+    if matches!(ctx.hook(), "update-status" | "stop" | "remove") && !retry {
         return Ok(());
     }
     let (layer, paths) = paths(ctx)?;
@@ -198,6 +200,12 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
         proxies: view.proxy_ips(),
     };
 
+    // A new database URL must connect and authenticate before the app is
+    // switched to it; until then the app keeps what it has.
+    if let Some(why) = unchecked_database(ctx, &inputs.env)? {
+        return status(ctx, Status::Waiting, &why);
+    }
+
     let wheels = config.pip_cache_path(&paths.current);
     if ctx.data_changed("venv-request", &(&release, &wheels))? {
         status(
@@ -284,6 +292,34 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
     apply(ctx, &paths, &desired.hashes)?;
     ports(ctx, config.port)?;
     health(ctx, &config, &paths, &view)
+}
+
+/// Checks the database URLs the relations now give that were not checked
+/// before (only digests are kept); returns why one is not usable yet.
+fn unchecked_database(
+    ctx: &mut Ctx<'_, LayerCtx>,
+    env: &BTreeMap<String, String>,
+) -> std::result::Result<Option<String>, HandlerError> {
+    let known: Vec<String> = ctx.stored("db-checked").unwrap_or_default();
+    let mut passed = Vec::new();
+    for key in ["DATABASE_URL", "MONGO_URL"] {
+        let Some(url) = env.get(key) else { continue };
+        let digest = super::desired::digest(url.as_bytes());
+        if !known.contains(&digest)
+            && let Err(e) = ctx.layer.host.check_database(url)
+        {
+            let why = format!("waiting for the database ({key}): {e}");
+            ctx.store("db-waiting", &why)?;
+            return Ok(Some(why));
+        }
+        passed.push(digest);
+    }
+    passed.dedup();
+    ctx.unstore("db-waiting");
+    if passed != known {
+        ctx.store("db-checked", &passed)?;
+    }
+    Ok(None)
 }
 
 /// Whether nothing listens on `port`, or our own service does (a hook
@@ -442,6 +478,9 @@ fn health(
     ctx.set_flag(ACTIVE);
     if let Some(w) = view.waiting.first() {
         return status(ctx, Status::Waiting, w);
+    }
+    if let Some(w) = ctx.stored::<String>("db-waiting") {
+        return status(ctx, Status::Waiting, &w);
     }
     let message = format!(
         "Serving {} on :{}, {} workers",

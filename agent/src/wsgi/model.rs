@@ -138,6 +138,11 @@ pub trait Host {
     ) -> Result<(), SeamError>;
     /// Number of CPUs, for workers = 0.
     fn cpus(&self) -> u32;
+    /// Connects to a database URL (`postgresql://`, `mongodb://`) and
+    /// authenticates; the error names the server's answer, never the password.
+    fn check_database(&mut self, _url: &str) -> Result<(), SeamError> {
+        Ok(())
+    }
     /// The process listening on this TCP port: None when free, Some(0)
     /// when held by a process that cannot be identified. Checked before the
     /// service moves to a port, so one held by another process is reported
