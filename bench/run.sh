@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The Rust agent beside the Python charm frameworks, in one run of the peers
+# kit (bench/peers, a copy of shared/bench-peers with a fake `resource-get`,
+# per-peer config and a semantic effects check; see bench/RESULTS.md).
+#
+#   bench/run.sh                         noop, ops, reactive, reactive+basic, rust
+#   BENCH_TMP=/dev/shm bench/run.sh      work dir on tmpfs (no fsync waits)
+#   RUNS=30 OUT=/tmp/r.md bench/run.sh   more runs per cell; copy the report
+#   AGENT_BIN=path/to/wsgi-agent ...     measure that binary instead of building
+#
+# Six scenarios per peer: update-status, config-changed,
+# postgres-relation-changed, website-relation-joined with 1/10/100 remote
+# units. Prints the table (wall median/min, CPU, peak RSS, hook-tool calls
+# by tool, restarts, status), the effects checks and the issue-7 targets.
+# The agent is built with: cargo build --release -p agent --features release
+# (CARGO_TARGET_DIR defaults to /work/tgt/bench).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/tgt/bench}
+export PEERS=${PEERS:-"noop ops reactive reactive+basic rust"}
+export EXTRA_PEERS="rust ../peer-rust FJ_ACTIVATE_VENV=1"
+exec "$here/peers/run.sh" "$@"
