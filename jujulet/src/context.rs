@@ -68,6 +68,9 @@ pub struct CtxRelation {
     /// Readable remote unit data (members and departed ones).
     pub remote_units: BTreeMap<String, Databag>,
     pub remote_app_data: Databag,
+    /// Secrets granted on this relation (URI → content), for secret-get.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Databag>,
     /// Not listed by relation-ids (the broken relation in its -broken hook).
     #[serde(default)]
     pub broken: bool,

@@ -258,6 +258,7 @@ impl<'a> Scheduler<'a> {
         let remote = s.react(&snap)?;
         rel.remote_units = remote.units;
         rel.remote_app_data = remote.app_data;
+        rel.secrets = remote.secrets;
         model.next_relation_id += 1;
         let units: Vec<String> = s.units();
         model.queue.push_back(Hook::relation(&rel, "created", None));
@@ -401,6 +402,7 @@ impl<'a> Scheduler<'a> {
             if let Some(r) = model.relation_mut(id) {
                 r.remote_units = remote.units;
                 r.remote_app_data = remote.app_data;
+                r.secrets = remote.secrets;
             }
             for h in hooks {
                 if !model.queue.contains(&h) {
@@ -617,6 +619,7 @@ impl<'a> Scheduler<'a> {
                 members: r.joined.clone(),
                 remote_units: r.remote_units.clone(),
                 remote_app_data: r.remote_app_data.clone(),
+                secrets: r.secrets.clone(),
                 broken: Some(r.id) == broken_id,
             })
             .collect();

@@ -54,6 +54,7 @@ impl StandIn for Fake {
         }
         Ok(RemoteData {
             app_data,
+            secrets: Default::default(),
             units: self
                 .units()
                 .into_iter()

@@ -74,12 +74,19 @@ impl Fixture {
                     .into_iter()
                     .collect(),
                     remote_app_data: bag(&[("mode", "http")]),
+                    secrets: Default::default(),
                     broken: false,
                 },
                 CtxRelation {
                     id: 10,
                     endpoint: "database".into(),
                     remote_app: "postgresql".into(),
+                    secrets: [(
+                        "secret:d4r7jujulet000000010".to_owned(),
+                        bag(&[("username", "u"), ("password", "p w")]),
+                    )]
+                    .into_iter()
+                    .collect(),
                     ..CtxRelation::default()
                 },
             ],
@@ -495,6 +502,17 @@ fn misc_tools() {
     let (code, _, err) = f.run("secret-get", &["secret:abc"]);
     assert_eq!(code, 1);
     assert!(err.contains("not found"));
+    // A secret granted on a relation: its content, yaml by default.
+    f.ok(
+        "secret-get",
+        &["secret:d4r7jujulet000000010", "--format=json"],
+        "{\"password\":\"p w\",\"username\":\"u\"}\n",
+    );
+    f.ok(
+        "secret-get",
+        &["secret:d4r7jujulet000000010"],
+        "password: p w\nusername: u\n",
+    );
 }
 
 #[test]

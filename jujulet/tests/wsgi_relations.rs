@@ -206,6 +206,34 @@ fn notes_through_postgresql_mongodb_and_haproxy() {
         !env_file.contains("MONGO_URL") && !env_file.contains("DATABASE_URL"),
         "{env_file}"
     );
+
+    // The current PostgreSQL charm's interface: the leader asks for secrets,
+    // the credentials come in a Juju secret read with secret-get.
+    // (Another database: the notes table of the first belongs to its role.)
+    m.ok(&["config", "database_name=notes_client"]);
+    m.ok(&["relate", "database", "postgresql"]);
+    let (code, body) = get(PORT, "/add?text=through%20a%20secret");
+    assert_eq!(code, 200, "{body}\n{}", m.unit_status());
+    let (_, body) = get(PORT, "/notes");
+    assert_eq!(json(&body)["database"], "notes_client", "{body}");
+    assert_eq!(
+        json(&body)["notes"][0]["text"],
+        "through a secret",
+        "{body}"
+    );
+    let calls = std::fs::read_to_string(m.dir().join("tool-calls.log")).unwrap();
+    assert!(calls.contains("\tsecret-get secret:"), "no secret-get");
+    for hook in calls
+        .split("\n# ")
+        .filter(|h| h.starts_with("database-relation"))
+    {
+        assert!(
+            hook.matches("\tsecret-get").count() <= 1,
+            "secret read twice in a hook:\n{hook}"
+        );
+    }
+    m.ok(&["unrelate", "database"]);
+    assert_eq!(get(PORT, "/").1, "notes: no database\n");
     assert!(m.unit_status().contains("active"));
 }
 

@@ -65,6 +65,7 @@ struct Cache {
     status: Option<(String, String)>,
     addresses: HashMap<String, String>,
     resources: HashMap<String, Option<PathBuf>>,
+    secrets: HashMap<String, Databag>,
 }
 
 /// The hook tools, for one hook.
@@ -380,14 +381,22 @@ impl HookTools {
 
     /// `secret-get URI --format=json`: the secret's content.
     pub fn secret_get(&self, uri: &str) -> Result<Databag, ToolError> {
+        if let Some(s) = self.cache.borrow().secrets.get(uri) {
+            return Ok(s.clone());
+        }
         let args = [uri, "--format=json"];
-        match self.json("secret-get", &args)? {
-            Value::Object(m) => Ok(m
+        let content: Databag = match self.json("secret-get", &args)? {
+            Value::Object(m) => m
                 .into_iter()
                 .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
-                .collect()),
-            _ => Err(Self::bad("secret-get", &args, "not a JSON object")),
-        }
+                .collect(),
+            _ => return Err(Self::bad("secret-get", &args, "not a JSON object")),
+        };
+        self.cache
+            .borrow_mut()
+            .secrets
+            .insert(uri.to_owned(), content.clone());
+        Ok(content)
     }
 
     /// `state-get --format=json`: the unit's state on the controller.

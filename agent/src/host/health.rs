@@ -33,7 +33,7 @@ pub fn wait_healthy(port: u16, path: &str, timeout: Duration) -> Result<String, 
         if start.elapsed() + pause >= timeout {
             let line = answered.unwrap_or_default();
             return Err(HostError::Other(format!(
-                "GET {path} on port {port} answered {line:?}"
+                "GET {path} on port {port} answered {line}"
             )));
         }
         std::thread::sleep(pause);
@@ -65,10 +65,33 @@ pub fn probe(port: u16, path: &str, timeout: Duration) -> Result<String, std::io
         }
         got.extend_from_slice(&buf[..n]);
     }
-    let text = String::from_utf8_lossy(&got);
-    let line = text.lines().next().unwrap_or("").trim().to_owned();
-    if line.starts_with("HTTP/") {
+    let first = String::from_utf8_lossy(&got);
+    let line = first.lines().next().unwrap_or("").trim().to_owned();
+    if line.starts_with("HTTP/") && is_healthy(&line) {
         Ok(line)
+    } else if line.starts_with("HTTP/") {
+        // An error page often says why (the app's exception): keep its start.
+        while got.len() < 4096 {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let snippet: String = body
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        Ok(if snippet.is_empty() {
+            line
+        } else {
+            format!("{line}: {snippet}")
+        })
     } else {
         Err(std::io::Error::other(format!(
             "not an HTTP answer: {line:?}"
@@ -104,9 +127,16 @@ mod tests {
 
     #[test]
     fn a_500_until_the_deadline_names_it() {
-        let port = serve("HTTP/1.1 500 Internal Server Error\r\n\r\n");
+        let port = serve(
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 40\r\n\r\nerror: InsufficientPrivilege: permission\n denied",
+        );
         let e = wait_healthy(port, "/health", Duration::from_millis(400)).unwrap_err();
         assert!(e.to_string().contains("500 Internal Server Error"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("error: InsufficientPrivilege: permission denied"),
+            "{e}"
+        );
         assert!(e.to_string().contains("/health"), "{e}");
     }
 

@@ -113,6 +113,14 @@ impl Host for SystemHost {
         if let Some(exc) = file.lines().rev().find(|l| is_exception_line(l)) {
             out.push(exc.trim().to_owned());
         }
+        // Access log lines (the health check's own requests) say nothing.
+        let errors_only = |t: &str| -> String {
+            t.lines()
+                .filter(|l| !is_access_line(l))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let (file, journal) = (errors_only(&file), errors_only(&journal));
         let source = if file.trim().is_empty() {
             &journal
         } else {
@@ -176,6 +184,11 @@ fn tail_of_file(path: &Path, lines: usize) -> String {
     host::process::last_lines(&String::from_utf8_lossy(&buf), lines).replace(" | ", "\n")
 }
 
+/// A line of gunicorn's access log: `ADDR - - [date] "GET / HTTP/1.0" 200 …`.
+fn is_access_line(line: &str) -> bool {
+    line.contains(" - ") && line.contains("] \"") && line.contains(" HTTP/")
+}
+
 /// A Python exception line: `ModuleNotFoundError: No module named 'x'`.
 fn is_exception_line(line: &str) -> bool {
     let Some((name, _)) = line.trim().split_once(':') else {
@@ -207,5 +220,11 @@ mod tests {
             "[2026-11-25 02:45:08 +0000] [165] [ERROR] Exception in worker"
         ));
         assert!(!is_exception_line("Reason: Worker failed to boot."));
+        assert!(super::is_access_line(
+            "127.0.0.1 - - [25/Nov/2026:03:22:15 +0000] \"GET / HTTP/1.0\" 500 175 \"-\" \"wsgi-agent\""
+        ));
+        assert!(!super::is_access_line(
+            "[2026-11-25 03:22:15 +0000] [12] [ERROR] Exception in worker"
+        ));
     }
 }

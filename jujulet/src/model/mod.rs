@@ -111,6 +111,9 @@ pub struct Relation {
     /// Remote unit name → its databag, as last published by the stand-in.
     pub remote_units: BTreeMap<String, Databag>,
     pub remote_app_data: Databag,
+    /// Secrets the remote application granted on this relation (URI → content).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Databag>,
     pub local_unit_data: Databag,
     pub local_app_data: Databag,
     /// Remote units this unit has seen join (relation-list), sorted.

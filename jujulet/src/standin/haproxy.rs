@@ -224,6 +224,7 @@ impl StandIn for HaProxy {
         Ok(RemoteData {
             app_data: BTreeMap::new(),
             units: self.common.unit_bags(),
+            ..Default::default()
         })
     }
 

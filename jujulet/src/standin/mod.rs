@@ -62,6 +62,10 @@ pub struct RelationSnapshot {
 pub struct RemoteData {
     /// The stand-in application's databag.
     pub app_data: BTreeMap<String, String>,
+    /// Juju secrets the stand-in application owns and grants on this
+    /// relation: URI (`secret:…`) → content.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
     /// Stand-in unit name (`postgresql/0`) → its databag. Every unit from
     /// [`StandIn::units`] is present (possibly with only its addresses).
     pub units: BTreeMap<String, BTreeMap<String, String>>,

@@ -233,6 +233,7 @@ impl StandIn for MongoDb {
         Ok(RemoteData {
             app_data: BTreeMap::new(),
             units,
+            ..Default::default()
         })
     }
 

@@ -282,6 +282,7 @@ impl PostgreSql {
         let mut data = RemoteData {
             app_data: BTreeMap::new(),
             units: self.common.unit_bags(),
+            secrets: BTreeMap::new(),
         };
         let Some(g) = g else {
             return Ok(data);
@@ -334,8 +335,20 @@ impl PostgreSql {
             };
             put("database", g.database.clone());
             put("endpoints", format!("127.0.0.1:{port}"));
-            put("username", g.role.clone());
-            put("password", g.password.clone());
+            // As the PostgreSQL charm does: credentials in a Juju secret when
+            // the requirer asked for one, else plain fields.
+            if requests_secret(&snap.local_app_data) {
+                let uri = format!("secret:d4r7jujulet{:09}", snap.relation_id);
+                let content = BTreeMap::from([
+                    ("username".to_owned(), g.role.clone()),
+                    ("password".to_owned(), g.password.clone()),
+                ]);
+                data.secrets.insert(uri.clone(), content);
+                put("secret-user", uri);
+            } else {
+                put("username", g.role.clone());
+                put("password", g.password.clone());
+            }
             put(
                 "version",
                 self.st
@@ -345,15 +358,19 @@ impl PostgreSql {
                     .unwrap_or(&major)
                     .to_owned(),
             );
-            put(
-                "uris",
-                format!(
-                    "postgresql://{}:{}@127.0.0.1:{port}/{}",
-                    enc(&g.role),
-                    enc(&g.password),
-                    enc(&g.database)
-                ),
+            let uris = format!(
+                "postgresql://{}:{}@127.0.0.1:{port}/{}",
+                enc(&g.role),
+                enc(&g.password),
+                enc(&g.database)
             );
+            // With secrets, the URI (it holds the password) is in the secret too.
+            match data.secrets.values_mut().next() {
+                Some(secret) => {
+                    secret.insert("uris".to_owned(), uris);
+                }
+                None => put("uris", uris),
+            }
             put("tls", "False".into());
         }
         Ok(data)
@@ -712,6 +729,14 @@ pub fn libpq(pairs: &[(&str, &str)]) -> String {
 
 fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Whether the requirer opted in to secrets (`requested-secrets` naming
+/// `username` and `password`, a JSON list).
+fn requests_secret(app: &BTreeMap<String, String>) -> bool {
+    app.get("requested-secrets")
+        .and_then(|v| serde_json::from_str::<Vec<String>>(v).ok())
+        .is_some_and(|l| l.iter().any(|s| s == "username") && l.iter().any(|s| s == "password"))
 }
 
 #[cfg(test)]

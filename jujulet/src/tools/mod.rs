@@ -792,8 +792,19 @@ impl Tool<'_> {
             .map(String::as_str)
             .or(p.value("--label"))
             .ok_or_else(|| ToolError::usage("require either a secret URI or label"))?;
-        // jujulet's stand-ins hand out no secrets.
-        Err(ToolError::run(format!("secret {id:?} not found")))
+        let content = self
+            .ctx
+            .relations
+            .iter()
+            .find_map(|r| r.secrets.get(id))
+            .ok_or_else(|| ToolError::run(format!("secret {id:?} not found")))?;
+        let value = serde_json::Value::Object(
+            content
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        );
+        self.output(&p, &value, Format::Yaml)
     }
 }
 
