@@ -52,7 +52,12 @@ fn run() -> Result<(), HookError> {
     let store = StateStore::new(StateStore::default_path(&ctx.charm_dir));
     let mut state = store.load()?;
 
-    let config = tools.config()?;
+    // update-status reads no config: Juju announces every config change
+    // with config-changed, so the config last seen is the config.
+    let config = match (hook.as_str(), state.config.clone()) {
+        ("update-status", Some(seen)) => seen,
+        _ => tools.config()?,
+    };
     let mut transient = config_flags(
         state.config.as_ref(),
         &config,

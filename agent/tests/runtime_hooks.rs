@@ -157,10 +157,13 @@ fn a_deploy_commits_state_and_reports_active() {
     for hook in ["leader-elected", "config-changed", "start"] {
         assert_eq!(u.hook(hook).0, 0);
     }
-    // An idle hook: one config-get and one health request; no other tool.
+    // An idle update-status: one health request, no hook tool at all (the
+    // config last seen is the config; the status has not changed).
+    let before = std::fs::read(u.state_file()).unwrap();
     let (code, calls) = u.hook("update-status");
     assert_eq!(code, 0);
-    assert_eq!(calls, ["config-get --format=json"], "{calls:?}");
+    assert!(calls.is_empty(), "{calls:?}");
+    assert_eq!(std::fs::read(u.state_file()).unwrap(), before);
 }
 
 #[test]

@@ -338,8 +338,20 @@ fn update_status_makes_one_health_check_and_no_other_work() {
     u.deploy();
     for _ in 0..20 {
         let calls = u.hook("update-status");
-        assert_eq!(calls, ["config-get", "health"], "{calls:?}");
+        assert_eq!(calls, ["health"], "{calls:?}");
     }
+    // A block the reconcile found (here a bad config; the old service still
+    // answers) is not covered by update-status's health check.
+    u.world
+        .borrow_mut()
+        .config
+        .insert("port".into(), serde_json::json!(0));
+    u.hook("config-changed");
+    let blocked = u.status();
+    assert_eq!(blocked.0, Status::Blocked, "{blocked:?}");
+    let calls = u.hook("update-status");
+    assert!(calls.is_empty(), "{calls:?}");
+    assert_eq!(u.status(), blocked);
 }
 
 #[test]

@@ -80,6 +80,15 @@ fn status(ctx: &mut Ctx<'_, LayerCtx>, status: Status, message: &str) -> Result 
     Ok(())
 }
 
+/// A block found by the reconcile (bad config, resource, requirements,
+/// port, files, provision): kept until a reconcile gets past it, so that
+/// update-status, which only checks health, does not cover it with "active"
+/// while the old service still answers.
+fn hold(ctx: &mut Ctx<'_, LayerCtx>, st: Status, message: &str) -> Result {
+    ctx.store("held", &(st, message.to_owned()))?;
+    unavailable(ctx, st, message)
+}
+
 fn unavailable(ctx: &mut Ctx<'_, LayerCtx>, st: Status, message: &str) -> Result {
     ctx.clear_flag(AVAILABLE);
     ctx.clear_flag(ACTIVE);
@@ -114,7 +123,7 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
     let config = match Config::from_json(&serde_json::Value::Object(ctx.layer.juju.config()?), cpus)
     {
         Ok(c) => c,
-        Err(errors) => return unavailable(ctx, Status::Blocked, &format!("bad config: {errors}")),
+        Err(errors) => return hold(ctx, Status::Blocked, &format!("bad config: {errors}")),
     };
 
     // Source: the app resource, or code an including charm put in place.
@@ -125,7 +134,7 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
     // A bad archive stays reported until another one is attached (the
     // hooks in between do not look at the resource again).
     if !look && let Some(msg) = ctx.stored::<String>("resource-error") {
-        return unavailable(ctx, Status::Blocked, &msg);
+        return hold(ctx, Status::Blocked, &msg);
     }
     let release = match (look, stored) {
         (false, Some(release)) => release,
@@ -155,7 +164,7 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
                                 ctx.forget_data("resource");
                                 let msg = format!("app resource: {e}");
                                 ctx.store("resource-error", &msg)?;
-                                return unavailable(ctx, Status::Blocked, &msg);
+                                return hold(ctx, Status::Blocked, &msg);
                             }
                         }
                     }
@@ -163,7 +172,7 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
             }
             None if ctx.is_set(SOURCE) => "layer".to_owned(),
             None => {
-                return unavailable(
+                return hold(
                     ctx,
                     Status::Blocked,
                     "attach the app resource: juju attach-resource <app> app=app.tar.gz",
@@ -179,7 +188,7 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
         status(ctx, Status::Maintenance, "installing apt_dependencies")?;
         if let Err(e) = ctx.layer.host.apt_install(&config.apt_dependencies) {
             ctx.forget_data("apt");
-            return unavailable(ctx, Status::Blocked, &format!("apt_dependencies: {e}"));
+            return hold(ctx, Status::Blocked, &format!("apt_dependencies: {e}"));
         }
     }
 
@@ -223,7 +232,7 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
             Ok(v) => v,
             Err(e) => {
                 ctx.forget_data("venv-request");
-                return unavailable(
+                return hold(
                     ctx,
                     Status::Blocked,
                     &format!("installing requirements failed: {e}"),
@@ -235,7 +244,7 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
         match DesiredState::render(&config, &layer, &paths, &inputs, &venv_inputs, &release) {
             Ok(d) => d,
             Err(e) => {
-                return unavailable(
+                return hold(
                     ctx,
                     Status::Blocked,
                     &format!("cannot render the service: {e}"),
@@ -246,7 +255,7 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
     // cannot bind (and a health check another server might answer).
     let moving = ctx.stored::<u16>("port") != Some(config.port);
     if moving && !port_is_ours_or_free(ctx, &paths.service, config.port)? {
-        return unavailable(
+        return hold(
             ctx,
             Status::Blocked,
             &format!(
@@ -258,7 +267,7 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
     // A file that cannot be written (disk full) leaves the old one whole
     // (atomic writes) and the service as it was; retried on the next hook.
     if let Err(e) = write_files(ctx, &config, &layer, &paths, &desired) {
-        return unavailable(
+        return hold(
             ctx,
             Status::Blocked,
             &format!("cannot write the service files: {e}"),
@@ -280,7 +289,7 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
             ) {
                 // Retried on the next hook.
                 ctx.forget_data("provision");
-                return unavailable(
+                return hold(
                     ctx,
                     Status::Blocked,
                     &format!("provision_command failed: {e}"),
@@ -291,7 +300,29 @@ fn reconcile(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
 
     apply(ctx, &paths, &desired.hashes)?;
     ports(ctx, config.port)?;
-    health(ctx, &config, &paths, &view)
+    ctx.unstore("held");
+    let target = HealthTarget {
+        port: config.port,
+        path: config.health_check_path.clone(),
+        serving: format!(
+            "Serving {} on :{}, {} workers",
+            config.wsgi_module, config.port, config.workers
+        ),
+    };
+    if ctx.stored::<HealthTarget>("health-target").as_ref() != Some(&target) {
+        ctx.store("health-target", &target)?;
+    }
+    health(ctx, &target, config.health_check_timeout, &paths, &view)
+}
+
+/// What update-status checks, kept from the last reconcile so that it needs
+/// no config-get (a config change always comes with config-changed).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct HealthTarget {
+    port: u16,
+    path: String,
+    /// The active status message.
+    serving: String,
 }
 
 /// Checks the database URLs the relations now give that were not checked
@@ -395,7 +426,8 @@ fn apply(ctx: &mut Ctx<'_, LayerCtx>, paths: &AppPaths, new: &Hashes) -> Result 
     match act {
         Action::Nothing => {}
         Action::Reload => {
-            status(ctx, Status::Maintenance, "reloading the service")?;
+            // Graceful (no request refused) and quick: no maintenance status,
+            // which would flicker on every proxy joining the website relation.
             ctx.layer.host.systemctl("reload", &svc)?;
         }
         Action::Restart => {
@@ -437,16 +469,13 @@ fn ports(ctx: &mut Ctx<'_, LayerCtx>, port: u16) -> Result {
 
 fn health(
     ctx: &mut Ctx<'_, LayerCtx>,
-    config: &Config,
+    target: &HealthTarget,
+    timeout_s: u32,
     paths: &AppPaths,
     view: &RelationView,
 ) -> Result {
     let svc = paths.service.clone();
-    let answer = ctx.layer.host.health(
-        config.port,
-        &config.health_check_path,
-        config.health_check_timeout,
-    );
+    let answer = ctx.layer.host.health(target.port, &target.path, timeout_s);
     let state = ctx.layer.host.service_state(&svc)?;
     let old_pid: Option<u32> = ctx.stored::<Option<u32>>("old-main-pid").flatten();
     let failed = match &answer {
@@ -482,31 +511,30 @@ fn health(
     if let Some(w) = ctx.stored::<String>("db-waiting") {
         return status(ctx, Status::Waiting, &w);
     }
-    let message = format!(
-        "Serving {} on :{}, {} workers",
-        config.wsgi_module, config.port, config.workers
-    );
-    status(ctx, Status::Active, &message)
+    status(ctx, Status::Active, &target.serving)
 }
 
-/// update-status: one health request and one systemctl call, no other work.
+/// update-status: one health request and one systemctl call, no hook tool
+/// (none at all while nothing changes); a block the reconcile found stays.
 fn update_status(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
-    if !ctx.is_set(AVAILABLE) && ctx.stored::<Hashes>("hashes").is_none() {
+    if ctx.stored::<(Status, String)>("held").is_some() {
         return Ok(());
     }
-    let (_, paths) = paths(ctx)?;
-    let cpus = ctx.layer.host.cpus();
-    let Ok(config) = Config::from_json(&serde_json::Value::Object(ctx.layer.juju.config()?), cpus)
-    else {
-        return Ok(()); // already blocked on it
+    let Some(target) = ctx.stored::<HealthTarget>("health-target") else {
+        return Ok(()); // never served yet
     };
+    let (_, paths) = paths(ctx)?;
     let view: RelationView = ctx.stored("relations").unwrap_or_default();
     // No restart happened in this hook: do not compare MainPIDs.
-    ctx.store("old-main-pid", &None::<u32>)?;
-    // The deadline is short: this is a check, not a wait for a start.
-    let mut quick = config.clone();
-    quick.health_check_timeout = 2;
-    health(ctx, &quick, &paths, &view)
+    if ctx
+        .stored::<Option<u32>>("old-main-pid")
+        .flatten()
+        .is_some()
+    {
+        ctx.store("old-main-pid", &None::<u32>)?;
+    }
+    // A short deadline: this is a check, not a wait for a start.
+    health(ctx, &target, 2, &paths, &view)
 }
 
 fn teardown(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
@@ -531,6 +559,7 @@ fn teardown(ctx: &mut Ctx<'_, LayerCtx>) -> Result {
     }
     ctx.unstore("hashes");
     ctx.unstore("status");
+    ctx.unstore("health-target");
     ctx.clear_flag(AVAILABLE);
     ctx.clear_flag(ACTIVE);
     Ok(())

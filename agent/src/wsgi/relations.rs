@@ -4,9 +4,11 @@
 //! The protocol rules themselves are in the `interfaces` crate.
 //!
 //! Relation data is read only in hooks of that relation (and when nothing
-//! is known yet); in other hooks the last result, stored in the state, is
-//! used. So a config-changed or update-status makes no relation-get call,
-//! and a website hook with 100 load-balancer units reads one unit's data.
+//! is known yet, or after an upgrade); in other hooks the last result,
+//! stored in the state, is used. A config-changed reads the databases again
+//! only when what is asked of them (name, roles, extensions) changed, and
+//! publishes to the load balancers only a new port; update-status reads
+//! nothing; a website hook with 100 load-balancer units reads one unit.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +29,13 @@ pub struct RelationView {
     pub waiting: Vec<String>,
     /// website units → their address (trusted for X-Forwarded-*).
     pub proxies: BTreeMap<String, String>,
+    /// What was last asked of the databases (name, roles, extensions):
+    /// a config-changed re-reads them only when this changes.
+    #[serde(default)]
+    pub db_request: Option<String>,
+    /// The port last published on the website relations.
+    #[serde(default)]
+    pub published_port: Option<u16>,
 }
 
 impl RelationView {
@@ -77,11 +86,16 @@ pub fn refresh(
     let unit = juju.unit_name().to_owned();
     let app = app_of(&unit).to_owned();
     let database = config.database_name.clone().unwrap_or_else(|| app.clone());
+    let request = format!(
+        "{database}\n{:?}\n{:?}",
+        config.database_roles, config.database_extensions
+    );
+    let first = first || hook == "upgrade-charm";
     let db_hooks = first
         || ["postgres", "database", "mongo"]
             .iter()
             .any(|e| touches(hook, e))
-        || hook == "config-changed"
+        || view.db_request.as_deref() != Some(request.as_str())
         || hook == "leader-elected";
     if db_hooks {
         view.waiting.clear();
@@ -91,8 +105,9 @@ pub fn refresh(
             postgresql_client(juju, config, &database, view)?;
         }
         mongo(juju, view)?;
+        view.db_request = Some(request);
     }
-    website(juju, hook, port, view, first || hook == "config-changed")
+    website(juju, hook, port, view, first)
 }
 
 fn postgres(
@@ -198,21 +213,33 @@ fn website(
     full: bool,
 ) -> Result<(), SeamError> {
     let in_website_hook = touches(hook, "website");
-    if !full && !in_website_hook {
+    let republish = view.published_port != Some(port);
+    if !full && !in_website_hook && !republish {
         return Ok(());
     }
     let address = juju.ingress_address()?;
     let publish = http::publish(&address, &address, port);
     let (rid, remote, departing) = juju.relation_context();
-    if full {
-        view.proxies.clear();
+    if full || republish {
+        // A new port reaches every load balancer; their units are read
+        // again only on a full refresh (the proxies are kept in the state).
+        if full {
+            view.proxies.clear();
+        }
         for r in juju.relation_ids("website")? {
             juju.relation_set(&r, &publish, false)?;
-            for u in juju.relation_units(&r)? {
-                remember(juju, &r, &u, view)?;
+            if full {
+                for u in juju.relation_units(&r)? {
+                    remember(juju, &r, &u, view)?;
+                }
             }
         }
-    } else if let Some(rid) = rid {
+        view.published_port = Some(port);
+    }
+    if !full
+        && in_website_hook
+        && let Some(rid) = rid
+    {
         juju.relation_set(rid, &publish, false)?;
         if hook.ends_with("-relation-broken") {
             let prefix = format!("{rid}/");
