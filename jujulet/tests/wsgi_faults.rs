@@ -267,3 +267,32 @@ fn postgresql_down_at_provision_time_blocks_then_recovers() {
     active(&m);
     assert_eq!(get(18410, "/").1, "notes: 0 in PostgreSQL\n");
 }
+
+#[test]
+fn a_missing_resource_blocks_until_one_is_attached() {
+    if !can_run("the missing-resource test") {
+        return;
+    }
+    let m = Model::new("wsgi-faults-nores-");
+    let agent = support::agent_bin();
+    let repo_dir = repo();
+    m.ok(&[
+        "deploy",
+        repo_dir.to_str().unwrap(),
+        "--agent",
+        agent.to_str().unwrap(),
+        "--name",
+        "hello",
+        "--config",
+        "port=18420",
+    ]);
+    blocked_with(&m, "attach the app resource");
+    // Other hooks keep saying so.
+    m.ok(&["run", "update-status"]);
+    m.ok(&["config", "workers=2"]);
+    blocked_with(&m, "attach the app resource");
+    let tar = crashable_hello(&m, "hello.tar.gz", &[]);
+    m.ok(&["attach-resource", &format!("app={}", tar.display())]);
+    active(&m);
+    assert_eq!(get(18420, "/"), (200, "Hello, World!\n".into()));
+}

@@ -102,6 +102,21 @@ fn hello_deploys_and_every_config_change_is_live_without_restarts() {
     let found: Vec<&str> = found.lines().collect();
     assert_eq!(found, ["/etc/wsgi/hello/environment"], "the secret leaked");
     assert!(!m.log().contains("tok3n-7f9c"), "the secret is in juju-log");
+    assert!(
+        !m.ok(&["status"]).contains("tok3n-7f9c"),
+        "the secret is in a status"
+    );
+    let unit_file =
+        std::fs::read_to_string(m.root().join("etc/systemd/system/wsgi-hello.service")).unwrap();
+    assert!(
+        !unit_file.contains("tok3n-7f9c"),
+        "the secret is in the unit"
+    );
+    let (_, cmdline, _) = m.exec(&["cat", &format!("/proc/{pid}/cmdline")]);
+    assert!(
+        !cmdline.contains("tok3n-7f9c"),
+        "the secret is in gunicorn's arguments"
+    );
 
     // workers, wsgi_module, port: each live after one config-changed.
     m.ok(&["config", "workers=2"]);
