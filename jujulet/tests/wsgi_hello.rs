@@ -308,3 +308,75 @@ fn which(p: &str) -> Option<std::path::PathBuf> {
         .map(|d| d.join(p))
         .find(|p| p.is_file())
 }
+
+/// A pure-Python wheel that exists nowhere but here.
+const MAKE_WHEEL: &str = r#"
+import base64, hashlib, sys, zipfile
+name, ver = "wsgicharm_offline", "1.0"
+di = f"{name}-{ver}.dist-info"
+files = {
+    f"{name}.py": b'VALUE = "from a local wheel"\n',
+    f"{di}/METADATA": b"Metadata-Version: 2.1\nName: wsgicharm-offline\nVersion: 1.0\n",
+    f"{di}/WHEEL": b"Wheel-Version: 1.0\nGenerator: wsgi-charm test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = [f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}" for p, d in files.items()]
+record.append(f"{di}/RECORD,,")
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for p, d in files.items():
+        z.writestr(p, d)
+    z.writestr(f"{di}/RECORD", "\n".join(record) + "\n")
+"#;
+
+#[test]
+fn requirements_install_offline_from_pip_cache_dir() {
+    if !can_run("the offline install test") {
+        return;
+    }
+    let m = Model::new("wsgi-e2e-offline-");
+    let app = m.tmp.path().join("app");
+    let wheels = app.join("wheels");
+    std::fs::create_dir_all(&wheels).unwrap();
+    let run = |c: &mut std::process::Command| {
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{c:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(std::process::Command::new("python3")
+        .args(["-c", MAKE_WHEEL])
+        .arg(wheels.join("wsgicharm_offline-1.0-py3-none-any.whl")));
+    // gunicorn itself must be in the wheel directory too: nothing comes
+    // from an index.
+    run(std::process::Command::new("python3")
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--dest"])
+        .arg(&wheels)
+        .arg(support::GUNICORN));
+    std::fs::write(app.join("requirements.txt"), "wsgicharm-offline==1.0\n").unwrap();
+    std::fs::write(
+        app.join("wsgi.py"),
+        "from wsgicharm_offline import VALUE\n\n\ndef application(environ, start_response):\n    start_response(\"200 OK\", [(\"Content-Type\", \"text/plain\")])\n    return [VALUE.encode() + b\"\\n\"]\n",
+    )
+    .unwrap();
+    let tar = m.tmp.path().join("offline.tar.gz");
+    let st = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&app)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    m.deploy("hello", &tar, &["port=18097", "pip_cache_dir=wheels"]);
+    assert!(m.unit_status().contains("active"), "{}", m.unit_status());
+    assert_eq!(get(18097, "/"), (200, "from a local wheel\n".into()));
+    // A path out of the app directory is refused, naming the option.
+    m.ok(&["config", "pip_cache_dir=../../etc"]);
+    let st = m.unit_status();
+    assert!(
+        st.contains("blocked") && st.contains("pip_cache_dir"),
+        "{st}"
+    );
+}

@@ -244,3 +244,6 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// The gunicorn the charm pins.
+pub const GUNICORN: &str = agent::host::venv::GUNICORN;
