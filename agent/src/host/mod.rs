@@ -6,6 +6,7 @@
 //! that names the command or path, its exit code and the tail of its output.
 
 pub mod apt;
+pub mod dbcheck;
 pub mod fs;
 pub mod health;
 pub mod net;

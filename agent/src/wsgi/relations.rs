@@ -99,10 +99,16 @@ pub fn refresh(
         || hook == "leader-elected";
     if db_hooks {
         view.waiting.clear();
-        view.postgres_url = None;
+        let previous = view.postgres_url.take();
         postgres(juju, config, &database, &unit, view)?;
         if view.postgres_url.is_none() {
             postgresql_client(juju, config, &database, view)?;
+        }
+        // Still related but not ready (a new database name not yet echoed,
+        // new credentials on their way): the app keeps the URL it has until
+        // the new one is ready. Only a departed relation takes it away.
+        if view.postgres_url.is_none() && !view.waiting.is_empty() {
+            view.postgres_url = previous;
         }
         mongo(juju, view)?;
         view.db_request = Some(request);

@@ -162,6 +162,16 @@ impl Host for SystemHost {
         Ok(())
     }
 
+    fn check_database(&mut self, url: &str) -> Result<(), SeamError> {
+        match host::dbcheck::check(url, Duration::from_secs(10))? {
+            host::dbcheck::Checked::Connected => {}
+            host::dbcheck::Checked::NotChecked => {
+                tracing::info!("database URL not checked (TLS, or no client in this build)");
+            }
+        }
+        Ok(())
+    }
+
     fn port_holder(&mut self, port: u16) -> Option<u32> {
         host::net::listener_of(port)
     }

@@ -1,0 +1,101 @@
+//! The database check end to end (issue 5): a new DATABASE_URL that does
+//! not authenticate is not applied; the unit waits with the server's words,
+//! the running app keeps its old URL, and the next hook after the cause is
+//! fixed applies the new one. Needs an agent built with `db-check`
+//! (`cargo test --all-features`, as CI runs).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Command;
+
+use support::{Model, agent_bin, app_tarball, can_run, repo};
+
+const UNIT: &str = "wsgi-hello.service";
+
+fn env_url(m: &Model) -> String {
+    let (_, env, _) = m.exec(&["cat", "/etc/wsgi/hello/environment"]);
+    env.lines()
+        .find_map(|l| l.strip_prefix("DATABASE_URL=\""))
+        .unwrap_or_else(|| panic!("no DATABASE_URL: {env}"))
+        .trim_end_matches('"')
+        .replace("\\$", "$")
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-Atc", sql])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_database_url_that_does_not_authenticate_is_not_applied() {
+    if !can_run("the database check test") {
+        return;
+    }
+    let version = Command::new(agent_bin()).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    if version.contains("database checks: off") {
+        assert_ne!(
+            std::env::var("WSGI_REQUIRE_ALL").as_deref(),
+            Ok("1"),
+            "the agent was built without db-check: run cargo test --all-features"
+        );
+        eprintln!("SKIP: the agent was built without db-check ({version})");
+        return;
+    }
+    let m = Model::new("wsgi-dbcheck-");
+    let tar = app_tarball(
+        &repo().join("examples/hello"),
+        &[],
+        &m.tmp.path().join("hello.tar.gz"),
+    );
+    m.deploy("hello", &tar, &["port=18130"]);
+    m.ok(&["relate", "postgres", "postgresql"]);
+    assert!(m.unit_status().contains("active"), "{}", m.unit_status());
+    let url = env_url(&m);
+    assert!(url.ends_with("/hello"), "{url}");
+    let pid = m.main_pid(UNIT);
+
+    // The role's password changes behind the charm's back; then a new
+    // database is asked for, so the URL changes (same stale password).
+    psql(&url, "ALTER ROLE CURRENT_USER PASSWORD 'changed-elsewhere'");
+    m.ok(&["config", "database_name=hello2"]);
+    let st = m.unit_status();
+    assert!(st.contains("waiting"), "{st}");
+    assert!(
+        st.contains("password authentication failed for user"),
+        "{st}"
+    );
+    assert!(!st.contains("changed-elsewhere"), "{st}");
+    // The app is not switched to the broken URL, nor restarted or reloaded.
+    assert_eq!(env_url(&m), url);
+    assert_eq!(m.main_pid(UNIT), pid);
+    let calls = std::fs::read_to_string(m.dir().join("tool-calls.log")).unwrap();
+    let last = calls.rsplit("\n# ").next().unwrap();
+    assert!(!last.contains("status-set active"), "{last}");
+
+    // The password is put back: update-status retries and applies the URL.
+    let stale = url::Url::parse(&url).unwrap();
+    let mut changed = stale.clone();
+    changed.set_password(Some("changed-elsewhere")).unwrap();
+    let original = percent_encoding::percent_decode_str(stale.password().unwrap())
+        .decode_utf8()
+        .unwrap()
+        .replace('\'', "''");
+    psql(
+        changed.as_str(),
+        &format!("ALTER ROLE CURRENT_USER PASSWORD '{original}'"),
+    );
+    m.ok(&["run", "update-status"]);
+    assert!(m.unit_status().contains("active"), "{}", m.unit_status());
+    assert!(env_url(&m).ends_with("/hello2"), "{}", env_url(&m));
+    assert_eq!(m.main_pid(UNIT), pid, "a new URL is a reload");
+}
