@@ -9,6 +9,14 @@ use std::path::Path;
 
 use agent::hookenv::{HookTools, ProcessRunner, ToolError};
 
+/// PROPTEST_CASES (the soak, scripts/soak, sets it) overrides the count CI runs.
+fn cases(ci: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ci)
+}
+
 const TOOLS: &[&str] = &[
     "config-get",
     "relation-ids",
@@ -243,7 +251,7 @@ fn failures_carry_tool_arguments_code_and_stderr() {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(cases(64)))]
     #[test]
     fn arbitrary_tool_output_never_panics(out in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
         let f = Fake::new();

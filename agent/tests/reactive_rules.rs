@@ -11,6 +11,14 @@ use proptest::prelude::*;
 
 type Log = Rc<RefCell<Vec<String>>>;
 
+/// PROPTEST_CASES (the soak, scripts/soak, sets it) overrides the count CI runs.
+fn cases(ci: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ci)
+}
+
 /// A handler body that logs its name, sets then clears flags.
 fn body(
     log: &Log,
@@ -373,7 +381,7 @@ fn spec() -> impl Strategy<Value = Spec> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(500))]
+    #![proptest_config(ProptestConfig::with_cases(cases(500)))]
     /// Same input state and handlers → same handler sequence and same output state.
     #[test]
     fn dispatch_is_deterministic(spec in spec()) {

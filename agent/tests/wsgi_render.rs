@@ -7,6 +7,15 @@
 #![allow(clippy::unwrap_used)]
 
 // In a module named wsgi_render so that `cargo test -p agent wsgi` selects these tests.
+
+/// PROPTEST_CASES (the soak, scripts/soak, sets it) overrides the count CI runs.
+fn cases(ci: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ci)
+}
+
 mod wsgi_render {
 
     use std::collections::BTreeMap;
@@ -335,7 +344,7 @@ mod wsgi_render {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(ProptestConfig::with_cases(crate::cases(512)))]
 
         /// No config value can add a line or a directive to the unit, and
         /// ExecStart reads back as exactly the intended argv.
@@ -561,7 +570,7 @@ mod wsgi_render {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(ProptestConfig::with_cases(crate::cases(512)))]
 
         /// The file reads back the same through systemd's rules and the strict parser.
         #[test]
@@ -618,7 +627,7 @@ print(json.dumps(out))
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(16))]
+        #![proptest_config(ProptestConfig::with_cases((crate::cases(1600) / 100).max(16)))]
 
         /// raw_env, as the real python3 reads it through the rendered conf, is the
         /// input map (one python3 run per case over a batch of maps).
@@ -688,6 +697,7 @@ print(json.dumps(out))
             "forwarded_allow_ips",
             "errorlog",
             "accesslog",
+            "LOG_FILE",
             "capture_output",
             "control_socket_disable",
             "preload_app",
@@ -704,7 +714,8 @@ print(json.dumps(out))
                 "bind": ["0.0.0.0:8080"], "workers": 3, "worker_class": "gthread", "threads": 4,
                 "timeout": 30, "keepalive": 2, "max_requests": 1000, "max_requests_jitter": 100,
                 "forwarded_allow_ips": "127.0.0.1,::1,10.0.0.9",
-                "errorlog": "/var/log/hello/g.log", "accesslog": "/var/log/hello/g.log",
+                // gunicorn logs to stderr (the journal); on_starting adds the file.
+                "errorlog": "-", "accesslog": "-", "LOG_FILE": "/var/log/hello/g.log",
                 "capture_output": true, "control_socket_disable": true, "preload_app": false,
                 "wsgi_app": "app.wsgi:application", "chdir": "/srv/hello/current", "raw_env": ["A=1"],
             })
@@ -844,7 +855,7 @@ print(json.dumps([first, second, third, fourth]))
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(ProptestConfig::with_cases(crate::cases(512)))]
 
         /// Any accepted map, written as shell words (values quoted), parses back
         /// to itself; values may hold `=`, spaces, quotes and `#`.

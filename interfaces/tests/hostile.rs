@@ -8,6 +8,14 @@ use interfaces::url::UrlParts;
 use interfaces::{Databag, http, mongodb, postgresql_client};
 use proptest::prelude::*;
 
+/// PROPTEST_CASES (the soak, scripts/soak, sets it) overrides the count CI runs.
+fn cases(ci: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ci)
+}
+
 fn hostile_value() -> impl Strategy<Value = String> {
     prop_oneof![
         ".{0,40}",
@@ -51,7 +59,7 @@ fn hostile_units() -> impl Strategy<Value = BTreeMap<String, Databag>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
 
     #[test]
     fn no_protocol_function_panics(units in hostile_units(), app in hostile_bag(), secret in hostile_bag(),
