@@ -114,10 +114,26 @@ impl<C> Ctx<'_, C> {
 }
 
 fn hash_json<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
-    // Through Value: its maps are sorted, so equal data hashes equally
-    // whatever the order of a HashMap (interface-http needed a fix for this).
-    let bytes = serde_json::to_vec(&serde_json::to_value(value)?)?;
+    // Equal data must hash equally whatever the order of a HashMap
+    // (interface-http needed a fix for this). serde_json's maps are sorted
+    // only without its `preserve_order` feature, which another crate in the
+    // build (bson, under the mongodb driver) turns on: sort explicitly.
+    let bytes = serde_json::to_vec(&sorted(serde_json::to_value(value)?))?;
     Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// The value with every object's keys in sorted order.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 /// What a dispatch did.
