@@ -19,3 +19,13 @@ pub mod host;
 pub mod reactive;
 pub mod runtime;
 pub mod wsgi;
+
+/// Cases for the crate's own property tests: WSGI_FUZZ_CASES (set by
+/// scripts/soak) overrides the count CI runs.
+#[cfg(test)]
+pub(crate) fn fuzz_cases(ci: u32) -> u32 {
+    std::env::var("WSGI_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ci)
+}

@@ -1,6 +1,6 @@
 //! Hostile configuration (issue 8): whatever an operator or a script puts in
 //! `juju config`, the agent refuses it by name or accepts a value that is
-//! safe to use; it never panics. PROPTEST_CASES raises the case count (the
+//! safe to use; it never panics. WSGI_FUZZ_CASES raises the case count (the
 //! soak, scripts/soak, runs a million cases across the fuzz targets).
 #![allow(clippy::unwrap_used)]
 
@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 fn cases(ci: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
+    std::env::var("WSGI_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(ci)

@@ -9,9 +9,11 @@ use std::path::Path;
 
 use agent::hookenv::{HookTools, ProcessRunner, ToolError};
 
-/// PROPTEST_CASES (the soak, scripts/soak, sets it) overrides the count CI runs.
+/// WSGI_FUZZ_CASES (the soak, scripts/soak, sets it) overrides the count CI runs
+/// (not PROPTEST_CASES: proptest would apply that to every property alike,
+/// the ones that spawn a process per case included).
 fn cases(ci: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
+    std::env::var("WSGI_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(ci)
@@ -250,8 +252,9 @@ fn failures_carry_tool_arguments_code_and_stderr() {
     );
 }
 
+// Each case spawns a tool process: the soak runs a hundredth of its count here.
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(cases(64)))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases((cases(6400) / 100).max(64)))]
     #[test]
     fn arbitrary_tool_output_never_panics(out in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
         let f = Fake::new();

@@ -11,9 +11,11 @@ use proptest::prelude::*;
 
 type Log = Rc<RefCell<Vec<String>>>;
 
-/// PROPTEST_CASES (the soak, scripts/soak, sets it) overrides the count CI runs.
+/// WSGI_FUZZ_CASES (the soak, scripts/soak, sets it) overrides the count CI runs
+/// (not PROPTEST_CASES: proptest would apply that to every property alike,
+/// the ones that spawn a process per case included).
 fn cases(ci: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
+    std::env::var("WSGI_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(ci)

@@ -260,6 +260,7 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::fuzz_cases(256)))]
         #[test]
         fn never_panics(path in ".{0,40}", unit in ".{0,20}", rid in ".{0,20}") {
             let _ = ctx(&[("JUJU_DISPATCH_PATH", &path), ("JUJU_UNIT_NAME", &unit), ("JUJU_RELATION_ID", &rid)], &path);

@@ -202,6 +202,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::fuzz_cases(256)))]
         #[test]
         fn any_string_never_panics_and_never_leaks(
             user in "[a-z]{0,8}",

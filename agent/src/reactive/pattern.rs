@@ -123,6 +123,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::fuzz_cases(256)))]
         #[test]
         fn never_panics(s in ".{0,64}") {
             let _ = HookPattern::parse(&s);
