@@ -9,6 +9,10 @@ use super::trigger::{Edge, Triggers};
 /// Triggers that re-trigger each other forever would overflow the stack; a
 /// chain this deep is a bug in the handler set, reported, not a crash.
 const MAX_TRIGGER_DEPTH: usize = 64;
+/// Firings allowed per set or clear made by a handler. Depth alone is not
+/// enough: triggers that each set and clear several flags branch, and a
+/// tree 64 deep is exponential (the soak found one that took 24 GB).
+const MAX_TRIGGER_FIRINGS: usize = 4096;
 
 pub(crate) struct FlagBook {
     pub(crate) flags: BTreeSet<String>,
@@ -20,6 +24,8 @@ pub(crate) struct FlagBook {
     /// Set by every clear, even of an unset flag, as in charms.reactive.
     pub(crate) removed: bool,
     pub(crate) trigger_overflow: Option<String>,
+    /// Firings since the last set or clear made by a handler.
+    fired: usize,
 }
 
 impl FlagBook {
@@ -31,6 +37,7 @@ impl FlagBook {
             changes: BTreeSet::new(),
             removed: false,
             trigger_overflow: None,
+            fired: 0,
         }
     }
 
@@ -39,10 +46,12 @@ impl FlagBook {
     }
 
     pub(crate) fn set(&mut self, flag: &str) {
+        self.fired = 0;
         self.set_at(flag, 0);
     }
 
     pub(crate) fn clear(&mut self, flag: &str) {
+        self.fired = 0;
         self.clear_at(flag, 0);
     }
 
@@ -65,7 +74,8 @@ impl FlagBook {
         let Some(actions) = self.triggers.get(flag, edge) else {
             return;
         };
-        if depth >= MAX_TRIGGER_DEPTH {
+        self.fired += 1;
+        if depth >= MAX_TRIGGER_DEPTH || self.fired > MAX_TRIGGER_FIRINGS {
             self.trigger_overflow.get_or_insert_with(|| flag.to_owned());
             return;
         }
@@ -98,5 +108,27 @@ impl FlagBook {
     pub(crate) fn reset_watch(&mut self) {
         self.pending.clear();
         self.changes.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Triggers that branch (each change sets one flag and clears another)
+    /// would make a tree of 2^64 firings; the budget stops it at once.
+    #[test]
+    fn branching_triggers_are_cut_off_quickly() {
+        let mut t = Triggers::default();
+        for (f, g) in [("a", "b"), ("b", "a")] {
+            t.add(f, Edge::Set, &[g], &[f]);
+            t.add(f, Edge::Cleared, &[f], &[g]);
+        }
+        let mut book = FlagBook::new(BTreeSet::new(), t);
+        let start = std::time::Instant::now();
+        book.set("a");
+        assert!(book.trigger_overflow.is_some());
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        assert!(book.pending.len() <= 2 * MAX_TRIGGER_FIRINGS + 2);
     }
 }
