@@ -16,7 +16,8 @@ MODEL=$WORK/model
 log() { printf '[deploy-bench] %s\n' "$*" >&2; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-cargo build --quiet --release -p agent --features release --bin wsgi-agent
+cargo build --quiet --release -p agent --bin wsgi-agent
+cargo build --quiet --release -p dbcheck --bin wsgi-dbcheck
 cargo build --quiet --release -p jujulet
 J() { "$ROOT/target/release/jujulet" --model "$MODEL" "$@"; }
 

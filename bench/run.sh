@@ -12,7 +12,7 @@
 # postgres-relation-changed, website-relation-joined with 1/10/100 remote
 # units. Prints the table (wall median/min, CPU, peak RSS, hook-tool calls
 # by tool, restarts, status), the effects checks and the issue-7 targets.
-# The agent is built with: cargo build --release -p agent --features release
+# The agent is built with: cargo build --release -p agent --bin wsgi-agent
 # (CARGO_TARGET_DIR defaults to /work/tgt/bench).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

@@ -17,7 +17,7 @@ repo=$(cd "$here/.." && pwd)
 RUNS=${RUNS:-300}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/tgt/bench}
 if [ -z "${AGENT_BIN:-}" ]; then
-    (cd "$repo" && cargo build --quiet --release -p agent --features release)
+    (cd "$repo" && cargo build --quiet --release -p agent --bin wsgi-agent)
     AGENT_BIN=$CARGO_TARGET_DIR/release/wsgi-agent
 fi
 BENCH_TMP=${BENCH_TMP:-$HOME/tmp}

@@ -8,18 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-/// The version, and whether this build checks database URLs before use
-/// (the release build does; tests read it to know what to expect).
-#[cfg(all(feature = "db-check-postgres", feature = "db-check-mongo"))]
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (database checks: postgresql, mongodb)"
-);
-#[cfg(not(all(feature = "db-check-postgres", feature = "db-check-mongo")))]
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (database checks: off)");
-
 #[derive(Parser)]
-#[command(name = "wsgi-agent", version = VERSION, about = "The hooks of the wsgi charm")]
+#[command(name = "wsgi-agent", version, about = "The hooks of the wsgi charm")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

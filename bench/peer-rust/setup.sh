@@ -6,7 +6,8 @@
 #         metadata.yaml, config.yaml, layer.yaml and dispatch, with the
 #         agent at bin/wsgi-agent as scripts/pack lays it out.
 # The build is cargo's (cached in CARGO_TARGET_DIR, default /work/tgt/bench):
-#   cargo build --release -p agent --features release
+#   cargo build --release -p agent --bin wsgi-agent (the database check helper,
+#   wsgi-dbcheck, is not needed: the sandbox checks no database)
 # AGENT_BIN=/path/to/wsgi-agent skips the build.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,7 +17,7 @@ bin=$work/wsgi-agent
 if [ ! -x "$bin" ]; then
     if [ -z "${AGENT_BIN:-}" ]; then
         export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/tgt/bench}
-        (cd "$repo" && cargo build --quiet --release -p agent --features release)
+        (cd "$repo" && cargo build --quiet --release -p agent --bin wsgi-agent)
         AGENT_BIN=$CARGO_TARGET_DIR/release/wsgi-agent
         built=1
     fi
@@ -29,7 +30,7 @@ if [ ! -x "$bin" ]; then
     else
         from="given as AGENT_BIN=$AGENT_BIN"
     fi
-    echo "$("$bin" --version), release build (--features release), $(stat -c %s "$bin") bytes, sha256 $sum..., $from" >"$work/wsgi-agent.info"
+    echo "$("$bin" --version), release build, $(stat -c %s "$bin") bytes, sha256 $sum..., $from" >"$work/wsgi-agent.info"
 fi
 mkdir -p "$unit"
 rm -rf "$unit/charm"

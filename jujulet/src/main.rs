@@ -43,7 +43,8 @@ enum Command {
     /// Boot a machine, place the charm and run install, leader-elected, config-changed, start.
     Deploy {
         charm_dir: PathBuf,
-        /// The hook binary, installed as bin/wsgi-agent in the charm.
+        /// The hook binary, installed as bin/wsgi-agent in the charm (with the
+        /// wsgi-dbcheck beside it, if there is one).
         #[arg(long)]
         agent: Option<PathBuf>,
         /// A resource, NAME=PATH (e.g. app=./app.tar.gz).
@@ -364,7 +365,7 @@ fn deploy(
         && !a.is_file()
     {
         bail!(
-            "--agent {}: no such file (build it with `cargo build --release -p wsgi-agent`)",
+            "--agent {}: no such file (build it with `cargo build --release -p agent -p dbcheck`)",
             a.display()
         );
     }

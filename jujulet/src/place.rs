@@ -57,7 +57,8 @@ impl<'a> Paths<'a> {
 }
 
 /// Copy the charm's files into the machine's charm dir (overwriting what an
-/// earlier deploy put there), and `agent` as `bin/wsgi-agent` if given.
+/// earlier deploy put there), and `agent` as `bin/wsgi-agent` if given, with
+/// the `wsgi-dbcheck` built beside it.
 pub fn place_charm(
     paths: &Paths<'_>,
     unit_tag: &str,
@@ -86,13 +87,27 @@ pub fn place_charm(
     if let Some(agent) = agent {
         let bin = dest.join("bin");
         std::fs::create_dir_all(&bin).map_err(io_err("creating", &bin))?;
-        let to = bin.join("wsgi-agent");
-        let _ = std::fs::remove_file(&to);
-        std::fs::copy(agent, &to).map_err(io_err("copying the agent binary", agent))?;
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
-            .map_err(io_err("making the agent executable", &to))?;
+        install_binary(agent, &bin.join("wsgi-agent"))?;
+        // The database check helper, when built beside the agent (the
+        // charm's bin/ holds both, as scripts/pack lays it out).
+        let helper = agent.with_file_name(DBCHECK_HELPER);
+        if helper.is_file() {
+            install_binary(&helper, &bin.join(DBCHECK_HELPER))?;
+        }
     }
     Ok(dest)
+}
+
+/// The helper the agent runs to check a database URL.
+pub const DBCHECK_HELPER: &str = "wsgi-dbcheck";
+
+fn install_binary(from: &Path, to: &Path) -> Result<(), ModelError> {
+    // Remove first: a running copy may be the one being replaced (ETXTBSY).
+    let _ = std::fs::remove_file(to);
+    std::fs::copy(from, to).map_err(io_err("copying the binary", from))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_err("making the binary executable", to))?;
+    Ok(())
 }
 
 /// Copy `jujulet` into the tools dir with one symlink per tool name.

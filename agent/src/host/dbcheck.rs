@@ -1,226 +1,137 @@
-//! Does a database URL really connect and authenticate? Checked before the
-//! app is switched to a new `DATABASE_URL`/`MONGO_URL`, with the clients
-//! the app itself would meet: tokio-postgres (cargo feature
-//! `db-check-postgres`) and the official mongodb driver (`db-check-mongo`);
-//! the release build enables both (`db-check`). A scheme whose client is
-//! not compiled in is reported as not checked, never as a failure.
-//!
-//! Errors carry the server's answer and its address, never the password:
-//! every message is scrubbed of it, raw and percent-encoded.
+//! The database check, run as its own process: `wsgi-dbcheck` beside this
+//! binary (the charm's `bin/`), given the URL on stdin, never in its
+//! arguments. Its clients (tokio-postgres, the mongodb driver, rustls) stay
+//! out of the hook binary, which every hook starts; this one runs only when
+//! a database URL is new.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// The outcome of a check that did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Checked {
-    /// Connected, authenticated and answered a trivial query.
-    Connected,
-    /// The URL asks for TLS, or its client is not in this build: the app's
-    /// own connection will tell.
-    NotChecked,
-}
+pub use dbcheck::{Checked, DbCheckError};
 
-/// Why a database URL is not usable (yet).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct DbCheckError(pub String);
+use super::process::Cmd;
 
-/// Connects to `url` and authenticates, within `timeout`.
+/// The helper's file name, in the directory of the running agent.
+pub const HELPER: &str = "wsgi-dbcheck";
+
+/// Checks `url` with the helper beside the running binary; without one
+/// (a development build), the URL is not checked.
 pub fn check(url: &str, timeout: Duration) -> Result<Checked, DbCheckError> {
-    let scheme = url.split_once("://").map_or("", |(s, _)| s);
-    let secret = password_of(url);
-    let result = match scheme {
-        "postgres" | "postgresql" => postgres(url, timeout),
-        "mongodb" => mongo(url, timeout),
-        _ => Err(DbCheckError(format!("unsupported scheme {scheme:?}"))),
-    };
-    result.map_err(|DbCheckError(msg)| DbCheckError(scrub(&msg, secret.as_deref())))
-}
-
-/// The password in `scheme://user:password@host…`, if any.
-fn password_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let userinfo = &rest[..rest.rfind('@')?];
-    let (_, password) = userinfo.split_once(':')?;
-    (!password.is_empty()).then(|| password.to_owned())
-}
-
-/// Removes the password (as given, and percent-decoded) from a message.
-fn scrub(message: &str, password: Option<&str>) -> String {
-    let Some(p) = password else {
-        return message.to_owned();
-    };
-    let decoded = percent_encoding::percent_decode_str(p)
-        .decode_utf8_lossy()
-        .into_owned();
-    let mut out = message.replace(p, "***");
-    if !decoded.is_empty() {
-        out = out.replace(&decoded, "***");
+    match helper() {
+        Some(helper) => check_with(&helper, url, timeout),
+        None => Ok(Checked::NotChecked),
     }
-    out
 }
 
-/// `host:port` of the URL, for messages.
-#[cfg_attr(
-    not(any(feature = "db-check-postgres", feature = "db-check-mongo")),
-    allow(dead_code)
-)]
-fn address(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let after_user = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    after_user.split(['/', '?']).next().unwrap_or("").to_owned()
+fn helper() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.join(HELPER);
+    path.is_file().then_some(path)
 }
 
-#[cfg(any(feature = "db-check-postgres", feature = "db-check-mongo"))]
-fn runtime() -> Result<tokio::runtime::Runtime, DbCheckError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| DbCheckError(format!("cannot start the database check: {e}")))
-}
-
-#[cfg(feature = "db-check-postgres")]
-fn postgres(url: &str, timeout: Duration) -> Result<Checked, DbCheckError> {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| DbCheckError(format!("not a PostgreSQL URL: {e}")))?;
-    if !matches!(
-        config.get_ssl_mode(),
-        tokio_postgres::config::SslMode::Disable | tokio_postgres::config::SslMode::Prefer
-    ) {
-        return Ok(Checked::NotChecked);
-    }
-    config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-    config.connect_timeout(timeout);
-    let at = address(url);
-    runtime()?.block_on(async {
-        let work = async {
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-            let driver = tokio::spawn(connection);
-            client.simple_query("SELECT 1").await?;
-            drop(client);
-            let _ = driver.await;
-            Ok::<_, tokio_postgres::Error>(())
-        };
-        match tokio::time::timeout(timeout, work).await {
-            Ok(Ok(())) => Ok(Checked::Connected),
-            Ok(Err(e)) => Err(DbCheckError(format!(
-                "PostgreSQL at {at}: {}",
-                postgres_reason(&e)
+/// Runs `helper` on `url`. Every message is scrubbed of the password again:
+/// whatever the helper printed, or failed with, reaches a status line.
+pub fn check_with(
+    helper: &std::path::Path,
+    url: &str,
+    timeout: Duration,
+) -> Result<Checked, DbCheckError> {
+    let secret = dbcheck::password_of(url);
+    let scrubbed = |m: &str| DbCheckError(dbcheck::scrub(m, secret.as_deref()));
+    let secs = timeout.as_secs().clamp(1, 300);
+    let cmd = Cmd::new(helper)
+        .arg("--timeout")
+        .arg(secs.to_string())
+        .stdin(format!("{url}\n"))
+        // The helper bounds its own work; this bounds a helper that hangs.
+        .timeout(Duration::from_secs(secs + 5));
+    match cmd.run_status() {
+        Ok((code, out)) => match (code, dbcheck::parse_answer(&out.stdout)) {
+            (Some(0), Some(Ok(c))) => Ok(c),
+            (Some(1), Some(Err(e))) => Err(scrubbed(&e.0)),
+            _ => Err(scrubbed(&format!(
+                "the database check failed: {} ({}): {}",
+                cmd.display(),
+                code.map_or("killed".to_owned(), |c| format!("exit code {c}")),
+                super::process::last_lines(&format!("{}{}", out.stdout, out.stderr), 3)
             ))),
-            Err(_) => Err(DbCheckError(format!(
-                "PostgreSQL at {at}: no answer within {} s",
-                timeout.as_secs()
-            ))),
-        }
-    })
-}
-
-/// The server's own words when it answered (`password authentication
-/// failed for user "x"`), else the connection error.
-#[cfg(feature = "db-check-postgres")]
-fn postgres_reason(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => {
-            let mut s = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(inner) = source {
-                s = format!("{s}: {inner}");
-                source = inner.source();
-            }
-            s
-        }
+        },
+        Err(e) => Err(scrubbed(&format!("the database check failed: {e}"))),
     }
-}
-
-#[cfg(not(feature = "db-check-postgres"))]
-fn postgres(_: &str, _: Duration) -> Result<Checked, DbCheckError> {
-    Ok(Checked::NotChecked)
-}
-
-#[cfg(feature = "db-check-mongo")]
-fn mongo(url: &str, timeout: Duration) -> Result<Checked, DbCheckError> {
-    use mongodb::bson::doc;
-    let at = address(url);
-    if url.contains("tls=true") || url.contains("ssl=true") {
-        return Ok(Checked::NotChecked);
-    }
-    runtime()?.block_on(async {
-        let work = async {
-            let mut options = mongodb::options::ClientOptions::parse(url).await?;
-            options.server_selection_timeout = Some(timeout);
-            options.connect_timeout = Some(timeout);
-            let client = mongodb::Client::with_options(options)?;
-            let db = client
-                .default_database()
-                .unwrap_or_else(|| client.database("admin"));
-            db.run_command(doc! { "ping": 1 }).await?;
-            Ok::<_, mongodb::error::Error>(())
-        };
-        match tokio::time::timeout(timeout + Duration::from_secs(1), work).await {
-            Ok(Ok(())) => Ok(Checked::Connected),
-            Ok(Err(e)) => Err(DbCheckError(format!("MongoDB at {at}: {}", e.kind))),
-            Err(_) => Err(DbCheckError(format!(
-                "MongoDB at {at}: no answer within {} s",
-                timeout.as_secs()
-            ))),
-        }
-    })
-}
-
-#[cfg(not(feature = "db-check-mongo"))]
-fn mongo(_: &str, _: Duration) -> Result<Checked, DbCheckError> {
-    Ok(Checked::NotChecked)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use proptest::prelude::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in helper: a script that answers as told and records its
+    /// arguments and stdin.
+    fn fake(dir: &std::path::Path, body: &str) -> PathBuf {
+        let p = dir.join("wsgi-dbcheck");
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    const URL: &str = "postgresql://u:s3cr%40t@127.0.0.1:5432/db";
 
     #[test]
-    fn password_and_address_are_found() {
-        let url = "postgresql://u:p%40ss%2Fw@[::1]:5432/db?sslmode=disable";
-        assert_eq!(password_of(url).as_deref(), Some("p%40ss%2Fw"));
-        assert_eq!(address(url), "[::1]:5432");
-        assert_eq!(
-            scrub(
-                "auth failed for p@ss/w and p%40ss%2Fw",
-                password_of(url).as_deref()
+    fn the_url_goes_on_stdin_and_the_answer_comes_back() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("seen");
+        let h = fake(
+            d.path(),
+            &format!(
+                "echo \"$@\" > {0}; cat >> {0}; echo connected",
+                log.display()
             ),
-            "auth failed for *** and ***"
         );
-        assert_eq!(password_of("mongodb://127.0.0.1:1/?replicaSet=x"), None);
+        assert_eq!(
+            check_with(&h, URL, Duration::from_secs(3)),
+            Ok(Checked::Connected)
+        );
+        let seen = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(seen, format!("--timeout 3\n{URL}\n"));
+        let h = fake(d.path(), "echo not-checked");
+        assert_eq!(
+            check_with(&h, URL, Duration::from_secs(3)),
+            Ok(Checked::NotChecked)
+        );
     }
 
     #[test]
-    fn unknown_scheme_is_an_error() {
-        let e = check("redis://x:pw@h:1", Duration::from_millis(100)).unwrap_err();
-        assert!(e.0.contains("unsupported scheme"), "{e}");
+    fn a_failure_is_the_helpers_words_without_the_password() {
+        let d = tempfile::tempdir().unwrap();
+        let h = fake(
+            d.path(),
+            "echo 'failed: PostgreSQL at 127.0.0.1:5432: bad s3cr@t and s3cr%40t'; exit 1",
+        );
+        let e = check_with(&h, URL, Duration::from_secs(3)).unwrap_err();
+        assert_eq!(e.0, "PostgreSQL at 127.0.0.1:5432: bad *** and ***");
     }
 
-    proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::fuzz_cases(256)))]
-        #[test]
-        fn any_string_never_panics_and_never_leaks(
-            user in "[a-z]{0,8}",
-            pass in "[ -~]{1,24}",
-            tail in "[ -~]{0,40}",
-        ) {
-            let encoded = percent_encoding::utf8_percent_encode(&pass, percent_encoding::NON_ALPHANUMERIC).to_string();
-            for url in [
-                format!("postgresql://{user}:{encoded}@127.0.0.1:1/{tail}"),
-                format!("nonsense{tail}{pass}"),
-            ] {
-                if let Err(DbCheckError(msg)) = check(&url, Duration::from_millis(200))
-                    && url.starts_with("postgresql://")
-                    && pass.len() > 3
-                {
-                    prop_assert!(!msg.contains(&encoded), "{msg}");
-                }
-            }
-        }
+    #[test]
+    fn a_broken_helper_is_an_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let h = fake(
+            d.path(),
+            "echo 'thread main panicked at s3cr@t' >&2; exit 101",
+        );
+        let e = check_with(&h, URL, Duration::from_secs(3)).unwrap_err();
+        assert!(e.0.contains("wsgi-dbcheck"), "{e}");
+        assert!(e.0.contains("exit code 101"), "{e}");
+        assert!(e.0.contains("panicked at ***"), "{e}");
+        // exit 0 with a failure line, or garbage, is not trusted either
+        let h = fake(d.path(), "echo 'failed: x'");
+        assert!(check_with(&h, URL, Duration::from_secs(3)).is_err());
+        let h = fake(d.path(), "sleep 30");
+        let start = std::time::Instant::now();
+        let e = check_with(&h, URL, Duration::from_secs(1)).unwrap_err();
+        assert!(e.0.contains("timed out"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let e = check_with(&d.path().join("missing"), URL, Duration::from_secs(1)).unwrap_err();
+        assert!(e.0.contains("cannot run"), "{e}");
     }
 }

@@ -97,6 +97,18 @@ pub struct Cmd {
     dir: Option<PathBuf>,
     timeout: Duration,
     as_user: Option<String>,
+    stdin: Option<Stdin>,
+}
+
+/// Bytes for a command's stdin; shown as their length only (they may be a
+/// secret, and a `Cmd` may be printed with `{:?}`).
+#[derive(Clone)]
+struct Stdin(Vec<u8>);
+
+impl fmt::Debug for Stdin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes>", self.0.len())
+    }
 }
 
 impl Cmd {
@@ -110,6 +122,7 @@ impl Cmd {
             dir: None,
             timeout: Duration::from_secs(600),
             as_user: None,
+            stdin: None,
         }
     }
 
@@ -150,6 +163,13 @@ impl Cmd {
     /// Time limit.
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
+        self
+    }
+
+    /// Gives the command these bytes on stdin (else it reads /dev/null):
+    /// the way to hand it a secret, which arguments would show to everyone.
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(Stdin(data.into()));
         self
     }
 
@@ -215,13 +235,24 @@ impl Cmd {
         // Its own process group, so a timeout kills what it started too.
         command
             .process_group(0)
-            .stdin(Stdio::null())
+            .stdin(match self.stdin {
+                Some(_) => Stdio::piped(),
+                None => Stdio::null(),
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|source| HostError::Spawn {
             cmd: self.display(),
             source,
         })?;
+        if let (Some(Stdin(data)), Some(mut pipe)) = (self.stdin.clone(), child.stdin.take()) {
+            // A thread, so a command that does not read cannot block us; a
+            // write error (it exited first) is its business, seen in its status.
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = pipe.write_all(&data);
+            });
+        }
         let out_reader = child.stdout.take().map(reader);
         let err_reader = child.stderr.take().map(reader);
         let start = Instant::now();

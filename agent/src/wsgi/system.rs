@@ -166,7 +166,10 @@ impl Host for SystemHost {
         match host::dbcheck::check(url, Duration::from_secs(10))? {
             host::dbcheck::Checked::Connected => {}
             host::dbcheck::Checked::NotChecked => {
-                tracing::info!("database URL not checked (TLS, or no client in this build)");
+                tracing::info!(
+                    "database URL not checked (TLS, or no {} beside the agent)",
+                    host::dbcheck::HELPER
+                );
             }
         }
         Ok(())

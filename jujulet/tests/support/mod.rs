@@ -45,16 +45,18 @@ pub fn repo() -> PathBuf {
         .to_owned()
 }
 
-/// The wsgi-agent binary of this build (target/<profile>/wsgi-agent),
-/// built when a `cargo test -p jujulet` did not build it.
+/// The wsgi-agent binary of this build (target/<profile>/wsgi-agent), with
+/// wsgi-dbcheck beside it; both built when a `cargo test -p jujulet` did not
+/// build them.
 pub fn agent_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let bin = profile_dir.join("wsgi-agent");
-    if !bin.is_file() {
+    if !bin.is_file() || !profile_dir.join("wsgi-dbcheck").is_file() {
         let target = profile_dir.parent().unwrap();
         let st = Command::new(env!("CARGO"))
             .args(["build", "-p", "agent", "--bin", "wsgi-agent"])
+            .args(["-p", "dbcheck", "--bin", "wsgi-dbcheck"])
             .env("CARGO_TARGET_DIR", target)
             .current_dir(repo())
             .status()
