@@ -68,9 +68,10 @@ fn run() -> Result<(), HookError> {
 
     let mut engine = Engine::new();
     crate::wsgi::layer::register(&mut engine)?;
+    let host = host(&ctx.charm_dir);
     let mut layer = LayerCtx {
         juju: Box::new(HookJuju { ctx, tools }),
-        host: host(),
+        host,
     };
     let report = engine.dispatch(&hook, &transient, &mut state, &mut layer)?;
     tracing::debug!("ran {}", report.invoked.join(", "));
@@ -80,10 +81,21 @@ fn run() -> Result<(), HookError> {
 
 /// The machine, or a sandbox directory when `SANDBOX_ROOT` is set (the
 /// peers benchmark's contract, also used by this binary's own tests).
-fn host() -> Box<dyn Host> {
+fn host(charm_dir: &Path) -> Box<dyn Host> {
     match std::env::var_os("SANDBOX_ROOT").filter(|r| !r.is_empty()) {
         Some(root) => Box::new(crate::wsgi::sandbox::SandboxHost::new(PathBuf::from(root))),
-        None => Box::new(crate::wsgi::system::SystemHost::default()),
+        None => {
+            // Hooks of a unit run one at a time: a command still running from
+            // an earlier hook is one that hook, killed, could not end.
+            let store = StateStore::default_path(charm_dir);
+            let dir = store.parent().unwrap_or(charm_dir).join("children");
+            crate::host::process::record_children_in(dir);
+            let killed = crate::host::process::kill_leftovers();
+            if !killed.is_empty() {
+                tracing::warn!("ended commands a killed hook left running: PIDs {killed:?}");
+            }
+            Box::new(crate::wsgi::system::SystemHost::default())
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Running commands: one place that spawns, bounds the time, kills the whole
 //! process group on timeout and keeps the tail of the output for the error.
 
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::fmt;
 use std::io::Read;
@@ -253,6 +254,9 @@ impl Cmd {
                 let _ = pipe.write_all(&data);
             });
         }
+        // Recorded while it runs: if this hook is killed, the next one ends
+        // the group (see kill_leftovers); removed when dropped.
+        let _record = Record::new(child.id());
         let out_reader = child.stdout.take().map(reader);
         let err_reader = child.stderr.take().map(reader);
         let start = Instant::now();
@@ -288,6 +292,97 @@ impl Cmd {
                 tail: tail(&out),
             }),
             Some(s) => Ok((s.code().or(s.signal().map(|n| -n)), out)),
+        }
+    }
+}
+
+thread_local! {
+    /// Where running commands' process groups are recorded. Per thread: a
+    /// hook runs its commands on its one thread, and tests stay apart.
+    static REGISTRY: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
+}
+
+fn registry() -> Option<PathBuf> {
+    REGISTRY.with(|r| r.borrow().clone())
+}
+
+/// Records the process group of every command run from now on in `dir`,
+/// for [`kill_leftovers`]. A hook killed with SIGKILL cannot end what it
+/// started (each command has its own group so that a timeout can kill it
+/// whole); a pip or `python -m venv` left running went on writing into the
+/// venv the next hook was removing ("Directory not empty", found by the
+/// SIGKILL test).
+pub fn record_children_in(dir: PathBuf) {
+    REGISTRY.with(|r| *r.borrow_mut() = Some(dir));
+}
+
+/// Kills the process groups an earlier, killed hook left running (those
+/// recorded whose leader still has the recorded start time), waits for
+/// each leader to be gone, and clears the records. Returns their PIDs.
+pub fn kill_leftovers() -> Vec<u32> {
+    let Some(dir) = registry() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut killed = Vec::new();
+    for e in entries.flatten() {
+        let pid: Option<u32> = e.file_name().to_str().and_then(|n| n.parse().ok());
+        let recorded = std::fs::read_to_string(e.path()).unwrap_or_default();
+        if let Some(pid) = pid
+            && !recorded.is_empty()
+            && running_since(pid).as_deref() == Some(recorded.trim())
+        {
+            kill_group(pid);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while running_since(pid).as_deref() == Some(recorded.trim())
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            killed.push(pid);
+        }
+        let _ = std::fs::remove_file(e.path());
+    }
+    killed
+}
+
+/// A process's start time (clock ticks since boot, /proc/PID/stat field 22),
+/// which tells it from a later process given the same PID; None when it is
+/// gone or a zombie.
+fn running_since(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces and parentheses.
+    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    if rest.next()? == "Z" {
+        return None;
+    }
+    rest.nth(18).map(str::to_owned)
+}
+
+/// The record of one running command's process group.
+struct Record(Option<PathBuf>);
+
+impl Record {
+    fn new(pid: u32) -> Record {
+        let Some(dir) = registry() else {
+            return Record(None);
+        };
+        let Some(since) = running_since(pid) else {
+            return Record(None);
+        };
+        let path = dir.join(pid.to_string());
+        // Best effort: without a record the command runs as it always did.
+        let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, since));
+        Record(written.is_ok().then_some(path))
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
         }
     }
 }
@@ -366,6 +461,48 @@ impl fmt::Display for Cmd {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The registry is per thread: this test's records are its own.
+    #[test]
+    fn groups_left_by_a_killed_hook_are_killed_by_the_next() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let registry = dir.path().join("children");
+        record_children_in(registry.clone());
+        // A command that ends normally leaves no record.
+        let out = Cmd::new("sh")
+            .args(["-c", "ls \"$0\"", registry.to_str().unwrap()])
+            .run()
+            .unwrap();
+        assert!(out.stdout.trim().parse::<u32>().is_ok(), "{out:?}");
+        assert_eq!(std::fs::read_dir(&registry).unwrap().count(), 0);
+        // What a killed hook leaves: a group still running (a shell and its
+        // child), recorded; and a stale record of a PID now someone else's.
+        let mut left = Command::new("sh")
+            .args(["-c", "sleep 60 & sleep 60; wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = left.id();
+        let since = running_since(pid).unwrap();
+        std::fs::write(registry.join(pid.to_string()), &since).unwrap();
+        let bystander = Command::new("sleep").arg("60").spawn().unwrap();
+        std::fs::write(registry.join(bystander.id().to_string()), "1").unwrap();
+        assert_eq!(kill_leftovers(), vec![pid]);
+        let status = left.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        assert!(
+            running_since(bystander.id()).is_some(),
+            "the bystander lives"
+        );
+        assert_eq!(std::fs::read_dir(&registry).unwrap().count(), 0);
+        let mut bystander = bystander;
+        bystander.kill().unwrap();
+        bystander.wait().unwrap();
+    }
 
     #[test]
     fn failure_names_command_code_and_tail() {
