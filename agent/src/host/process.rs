@@ -366,6 +366,7 @@ struct Record(Option<PathBuf>);
 
 impl Record {
     fn new(pid: u32) -> Record {
+        use std::os::unix::fs::DirBuilderExt;
         let Some(dir) = registry() else {
             return Record(None);
         };
@@ -374,7 +375,12 @@ impl Record {
         };
         let path = dir.join(pid.to_string());
         // Best effort: without a record the command runs as it always did.
-        let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, since));
+        // 0700 like the state dir it is in (which it may be first to create).
+        let written = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .and_then(|()| std::fs::write(&path, since));
         Record(written.is_ok().then_some(path))
     }
 }
@@ -476,6 +482,11 @@ mod tests {
             .unwrap();
         assert!(out.stdout.trim().parse::<u32>().is_ok(), "{out:?}");
         assert_eq!(std::fs::read_dir(&registry).unwrap().count(), 0);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&registry).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         // What a killed hook leaves: a group still running (a shell and its
         // child), recorded; and a stale record of a PID now someone else's.
         let mut left = Command::new("sh")
