@@ -114,12 +114,7 @@ fn install_binary(from: &Path, to: &Path) -> Result<(), ModelError> {
 pub fn place_tools(paths: &Paths<'_>, unit_tag: &str, jujulet: &Path) -> Result<(), ModelError> {
     let dir = paths.host(&tools_dir(unit_tag));
     std::fs::create_dir_all(&dir).map_err(io_err("creating the tools dir", &dir))?;
-    let bin = dir.join("jujulet");
-    // Remove first: the running binary may be the one being replaced (ETXTBSY).
-    let _ = std::fs::remove_file(&bin);
-    std::fs::copy(jujulet, &bin).map_err(io_err("copying the jujulet binary", jujulet))?;
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
-        .map_err(io_err("making jujulet executable", &bin))?;
+    install_binary(jujulet, &dir.join("jujulet"))?;
     for name in tools::NAMES {
         let link = dir.join(name);
         let _ = std::fs::remove_file(&link);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 pub use dbcheck::{Checked, DbCheckError};
 
-use super::process::Cmd;
+use super::process::{Cmd, HostError, describe, tail};
 
 /// The helper's file name, in the directory of the running agent.
 pub const HELPER: &str = "wsgi-dbcheck";
@@ -49,12 +49,14 @@ pub fn check_with(
         Ok((code, out)) => match (code, dbcheck::parse_answer(&out.stdout)) {
             (Some(0), Some(Ok(c))) => Ok(c),
             (Some(1), Some(Err(e))) => Err(scrubbed(&e.0)),
-            _ => Err(scrubbed(&format!(
-                "the database check failed: {} ({}): {}",
-                cmd.display(),
-                code.map_or("killed".to_owned(), |c| format!("exit code {c}")),
-                super::process::last_lines(&format!("{}{}", out.stdout, out.stderr), 3)
-            ))),
+            _ => {
+                let failed = HostError::Failed {
+                    cmd: cmd.display(),
+                    status: describe(code, &out),
+                    tail: tail(&out),
+                };
+                Err(scrubbed(&format!("the database check failed: {failed}")))
+            }
         },
         Err(e) => Err(scrubbed(&format!("the database check failed: {e}"))),
     }

@@ -353,12 +353,17 @@ pub fn kill_leftovers() -> Vec<u32> {
 /// gone or a zombie.
 fn running_since(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may hold spaces and parentheses.
-    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let mut rest = stat_fields(&stat)?;
     if rest.next()? == "Z" {
         return None;
     }
     rest.nth(18).map(str::to_owned)
+}
+
+/// The fields of a /proc/PID/stat line after the parenthesised command name
+/// (which may itself contain spaces and parentheses): state, ppid, pgrp...
+pub(super) fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat.get(stat.rfind(')')? + 1..)?.split_whitespace())
 }
 
 /// The record of one running command's process group.
@@ -401,7 +406,7 @@ fn kill_group(pid: u32) {
     }
 }
 
-fn describe(code: Option<i32>, _: &Output) -> String {
+pub(super) fn describe(code: Option<i32>, _: &Output) -> String {
     match code {
         Some(c) if c < 0 => format!("killed by signal {}", -c),
         Some(c) => format!("exit code {c}"),

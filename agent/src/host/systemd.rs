@@ -78,8 +78,7 @@ pub fn children(parent: u32) -> Vec<u32> {
 /// The ppid field of /proc/PID/stat (after the parenthesised command name,
 /// which may itself contain spaces and parentheses).
 fn parent_of(stat: &str) -> Option<u32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    super::process::stat_fields(stat)?.nth(1)?.parse().ok()
 }
 
 /// ActiveState, MainPID and NRestarts of a unit (one systemctl call).
