@@ -69,6 +69,12 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         assert_eq!(listener_of(port), Some(std::process::id()));
         drop(l);
+        // A child another test thread is forking holds a copy of the socket
+        // until its exec closes it: wait for that, then nothing listens.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while listener_of(port).is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert_eq!(listener_of(port), None);
     }
 

@@ -242,7 +242,7 @@ impl Cmd {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().map_err(|source| HostError::Spawn {
+        let mut child = spawn(&mut command).map_err(|source| HostError::Spawn {
             cmd: self.display(),
             source,
         })?;
@@ -292,6 +292,22 @@ impl Cmd {
                 tail: tail(&out),
             }),
             Some(s) => Ok((s.code().or(s.signal().map(|n| -n)), out)),
+        }
+    }
+}
+
+/// Spawns, retrying briefly on "Text file busy": a program written just
+/// before (a script) is busy while any other thread's fork still holds the
+/// write descriptor, until that child's exec closes it.
+fn spawn(command: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut tries = 0;
+    loop {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
         }
     }
 }
@@ -480,9 +496,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = dir.path().join("children");
         record_children_in(registry.clone());
-        // A command that ends normally leaves no record.
+        // A command that ends normally leaves no record. (It waits for its
+        // record: the record is written just after the spawn.)
         let out = Cmd::new("sh")
-            .args(["-c", "ls \"$0\"", registry.to_str().unwrap()])
+            .args([
+                "-c",
+                "while [ ! -e \"$0/$$\" ]; do sleep 0.01; done; ls \"$0\"",
+                registry.to_str().unwrap(),
+            ])
+            .timeout(Duration::from_secs(10))
             .run()
             .unwrap();
         assert!(out.stdout.trim().parse::<u32>().is_ok(), "{out:?}");
