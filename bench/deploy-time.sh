@@ -16,8 +16,7 @@ MODEL=$WORK/model
 log() { printf '[deploy-bench] %s\n' "$*" >&2; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-cargo build --quiet --release -p agent --bin wsgi-agent
-cargo build --quiet --release -p dbcheck --bin wsgi-dbcheck
+scripts/pack target/wsgi.charm
 cargo build --quiet --release -p jujulet
 J() { "$ROOT/target/release/jujulet" --model "$MODEL" "$@"; }
 
@@ -60,7 +59,7 @@ for installer in pip uv; do
     t0=$(now_ms)
     ( wait_for "$t0" / "Hello, World!" >"$WORK/first200" ) &
     poll=$!
-    J deploy "$ROOT" --agent "$ROOT/target/release/wsgi-agent" --resource app="$WORK/hello.tar.gz" \
+    J deploy "$ROOT/target/wsgi.charm" --resource app="$WORK/hello.tar.gz" \
       --name hello --config port=$PORT >/dev/null 2>"$WORK/deploy.log" || { cat "$WORK/deploy.log" >&2; exit 1; }
     deploy_ms=$(( $(now_ms) - t0 ))
     wait $poll

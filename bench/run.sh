@@ -12,7 +12,8 @@
 # postgres-relation-changed, website-relation-joined with 1/10/100 remote
 # units. Prints the table (wall median/min, CPU, peak RSS, hook-tool calls
 # by tool, restarts, status), the effects checks and the issue-7 targets.
-# The agent is built with: cargo build --release -p agent --bin wsgi-agent
+# The agent is built with: cargo build --release -p agent --bin wsgi-agent-sandbox
+# (the charm's handlers on the kit's SANDBOX_ROOT host; see peer-rust/setup.sh)
 # (CARGO_TARGET_DIR defaults to /work/tgt/bench).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

@@ -17,8 +17,8 @@ repo=$(cd "$here/.." && pwd)
 RUNS=${RUNS:-300}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/tgt/bench}
 if [ -z "${AGENT_BIN:-}" ]; then
-    (cd "$repo" && cargo build --quiet --release -p agent --bin wsgi-agent)
-    AGENT_BIN=$CARGO_TARGET_DIR/release/wsgi-agent
+    (cd "$repo" && cargo build --quiet --release -p agent --bin wsgi-agent-sandbox)
+    AGENT_BIN=$CARGO_TARGET_DIR/release/wsgi-agent-sandbox
 fi
 BENCH_TMP=${BENCH_TMP:-$HOME/tmp}
 mkdir -p "$BENCH_TMP"

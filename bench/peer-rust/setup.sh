@@ -6,8 +6,10 @@
 #         metadata.yaml, config.yaml, layer.yaml and dispatch, with the
 #         agent at bin/wsgi-agent as scripts/pack lays it out.
 # The build is cargo's (cached in CARGO_TARGET_DIR, default /work/tgt/bench):
-#   cargo build --release -p agent --bin wsgi-agent (the database check helper,
-#   wsgi-dbcheck, is not needed: the sandbox checks no database)
+#   cargo build --release -p agent --bin wsgi-agent-sandbox: the charm's
+#   handlers, the same code as wsgi-agent, on a host confined to SANDBOX_ROOT
+#   (the kit's contract); installed as bin/wsgi-agent, where dispatch looks.
+#   The database check helper is not needed: the sandbox checks no database.
 # AGENT_BIN=/path/to/wsgi-agent skips the build.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,16 +19,16 @@ bin=$work/wsgi-agent
 if [ ! -x "$bin" ]; then
     if [ -z "${AGENT_BIN:-}" ]; then
         export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/tgt/bench}
-        (cd "$repo" && cargo build --quiet --release -p agent --bin wsgi-agent)
-        AGENT_BIN=$CARGO_TARGET_DIR/release/wsgi-agent
+        (cd "$repo" && cargo build --quiet --release -p agent --bin wsgi-agent-sandbox)
+        AGENT_BIN=$CARGO_TARGET_DIR/release/wsgi-agent-sandbox
         built=1
     fi
     cp "$AGENT_BIN" "$bin"
     sum=$(sha256sum "$bin" | cut -c1-12)
     if [ -n "${built:-}" ]; then
         rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-        dirty=$(git -C "$repo" status --porcelain -- agent interfaces Cargo.lock 2>/dev/null | wc -l)
-        from="built from commit $rev with $dirty uncommitted files under agent/ interfaces/"
+        dirty=$(git -C "$repo" status --porcelain -- crates Cargo.lock 2>/dev/null | wc -l)
+        from="built from commit $rev with $dirty uncommitted files under crates/"
     else
         from="given as AGENT_BIN=$AGENT_BIN"
     fi

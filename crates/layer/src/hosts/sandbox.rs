@@ -1,0 +1,193 @@
+//! A [`Host`] that changes nothing outside one directory: files land under
+//! `SANDBOX_ROOT`, and the commands that need root services are appended to
+//! `$SANDBOX_ROOT/commands.log` instead of being run. This is the contract
+//! of the peers benchmark (shared/bench-peers, `wsgi_host.py`), which runs
+//! every charm under a fake Juju; it also lets the binary's own tests run
+//! real hooks without touching the test machine.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use machine::systemd::{ActiveState, Systemctl, UnitState};
+
+use crate::seams::Host;
+
+/// Side effects confined to a directory.
+pub struct SandboxHost {
+    root: PathBuf,
+    active: bool,
+    pid: u32,
+}
+
+impl SandboxHost {
+    /// A sandbox at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        SandboxHost {
+            root: root.into(),
+            active: false,
+            pid: 0,
+        }
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        self.root.join(p.strip_prefix("/").unwrap_or(p))
+    }
+
+    fn record(&self, argv: &[&str]) -> anyhow::Result<()> {
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("commands.log"))?;
+        writeln!(log, "{}", shell_words::join(argv))?;
+        Ok(())
+    }
+}
+
+impl Host for SandboxHost {
+    fn ensure_user(&mut self, name: &str, _home: &Path) -> anyhow::Result<()> {
+        self.record(&[
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            name,
+        ])
+    }
+
+    fn apt_install(&mut self, packages: &[String]) -> anyhow::Result<()> {
+        let mut argv = vec!["apt-get", "install", "--yes", "--no-install-recommends"];
+        argv.extend(packages.iter().map(String::as_str));
+        self.record(&argv)
+    }
+
+    fn unpack_release(&mut self, archive: &Path, _: &Path, _: &Path) -> anyhow::Result<String> {
+        let bytes = std::fs::read(self.path(archive)).or_else(|_| std::fs::read(archive))?;
+        Ok(machine::digest(&bytes)[..16].to_owned())
+    }
+
+    fn ensure_venv(&mut self, venv: &Path, app: &Path, _: Option<&Path>) -> anyhow::Result<String> {
+        let reqs = std::fs::read(self.path(&app.join("requirements.txt"))).unwrap_or_default();
+        let inputs = format!("{} {}", venv.display(), machine::digest(&reqs));
+        let marker = self.path(&venv.join(".inputs"));
+        if std::fs::read_to_string(&marker).ok().as_deref() != Some(inputs.as_str()) {
+            let pip = venv.join("bin/pip");
+            self.record(&[
+                &pip.display().to_string(),
+                "install",
+                "--requirement",
+                "requirements.txt",
+            ])?;
+            std::fs::create_dir_all(self.path(venv))?;
+            std::fs::write(&marker, &inputs)?;
+        }
+        Ok(inputs)
+    }
+
+    fn write_file(
+        &mut self,
+        path: &Path,
+        content: &str,
+        mode: u32,
+        _: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        use std::os::unix::fs::PermissionsExt;
+        let real = self.path(path);
+        if std::fs::read_to_string(&real).is_ok_and(|old| old == content) {
+            return Ok(false);
+        }
+        if let Some(dir) = real.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&real, content)?;
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(mode))?;
+        Ok(true)
+    }
+
+    fn ensure_log_file(&mut self, path: &Path, _: &str) -> anyhow::Result<()> {
+        let real = self.path(path);
+        if let Some(dir) = real.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(real)?;
+        Ok(())
+    }
+
+    fn remove_file(&mut self, path: &Path) -> anyhow::Result<()> {
+        match std::fs::remove_file(self.path(path)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn systemctl(&mut self, verb: Systemctl, unit: &str) -> anyhow::Result<()> {
+        if matches!(verb, Systemctl::Start | Systemctl::Restart) {
+            self.active = true;
+            self.pid += 1;
+        }
+        if verb == Systemctl::Stop {
+            self.active = false;
+        }
+        if verb == Systemctl::DaemonReload {
+            self.record(&["systemctl", verb.verb()])
+        } else {
+            self.record(&["systemctl", verb.verb(), unit])
+        }
+    }
+
+    fn service_state(&mut self, _: &str) -> anyhow::Result<UnitState> {
+        // Nothing runs in the sandbox: the unit counts as active once started
+        // in this process, or when it was enabled earlier (a later hook).
+        let enabled = std::fs::read_to_string(self.root.join("commands.log"))
+            .is_ok_and(|log| log.contains("systemctl start") || log.contains("systemctl restart"));
+        let active = self.active || enabled;
+        Ok(UnitState {
+            active: if active {
+                ActiveState::Active
+            } else {
+                ActiveState::Inactive
+            },
+            main_pid: self.pid,
+            restarts: 0,
+        })
+    }
+
+    fn journal_tail(&mut self, _: &str, _: usize) -> String {
+        String::new()
+    }
+
+    fn health(&mut self, _: u16, _: &str, _: u32) -> anyhow::Result<String> {
+        Ok("HTTP/1.1 200 OK (sandbox)".into())
+    }
+
+    fn provision(
+        &mut self,
+        argv: &[String],
+        user: &str,
+        dir: &Path,
+        _: &BTreeMap<String, String>,
+        _: u32,
+    ) -> anyhow::Result<()> {
+        let mut line = vec!["runuser", "-u", user, "--"];
+        line.extend(argv.iter().map(String::as_str));
+        let dir = dir.display().to_string();
+        line.extend(["#", "in", dir.as_str()]);
+        self.record(&line)
+    }
+
+    fn cpus(&self) -> u32 {
+        2
+    }
+
+    fn check_database(&mut self, _: &str) -> anyhow::Result<()> {
+        // No database is reachable from the sandbox: as if it answered.
+        Ok(())
+    }
+
+    fn port_holder(&mut self, _: u16) -> Option<u32> {
+        None
+    }
+}

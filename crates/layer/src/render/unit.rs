@@ -1,0 +1,253 @@
+//! The systemd unit `wsgi-<app>.service`, rendered from a typed spec.
+//!
+//! Starts from the measured unit A of reference/hardened-unit.md (exposure
+//! 1.6 with `NotifyAccess=all`). Every value is either a constant, a number,
+//! a validated name or path made only of characters systemd never interprets
+//! (see [`super::paths::is_safe_path_char`]), or an `ExecStart=` word quoted
+//! by [`systemd_word`]; so no config value can add a line or a directive
+//! (layer:wsgi S2). Secrets never reach the unit: there is no `Environment=`
+//! with a value from config or relations.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::quote::systemd_word;
+use crate::config::Config;
+use crate::config::layer_options::{LayerOptions, is_valid_username};
+use crate::config::paths::{AppName, AppPaths, check_abs_path};
+
+/// What the unit is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitSpec {
+    /// The application (in Description= only).
+    pub app: AppName,
+    /// `User=` and `Group=` (the layer's username; the group has the same name).
+    pub user: String,
+    /// `WorkingDirectory=`: the `current` release link.
+    pub working_directory: PathBuf,
+    /// The venv's gunicorn (ExecStart's executable).
+    pub gunicorn: PathBuf,
+    /// The gunicorn.conf.py given with `--config`.
+    pub gunicorn_conf: PathBuf,
+    /// The venv's `bin`, put first in `PATH`.
+    pub venv_bin: PathBuf,
+    /// Further gunicorn arguments (validated by [`Config`]; quoted here whatever they are).
+    pub extra_args: Vec<String>,
+    /// The port; below 1024 the unit grants CAP_NET_BIND_SERVICE.
+    pub port: u16,
+    /// gunicorn's log file; the only path made writable (`ReadWritePaths=`).
+    /// The host must create it (owned by the user) before the first start:
+    /// the file, not its directory, is bind-mounted writable.
+    pub log_file: Option<PathBuf>,
+}
+
+/// Why a spec could not be rendered (only reachable by a spec not built
+/// from a validated [`Config`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unit file: {0}")]
+pub struct UnitError(pub String);
+
+impl UnitSpec {
+    /// The spec for an application from its validated config and layer options.
+    pub fn new(config: &Config, layer: &LayerOptions, paths: &AppPaths) -> Self {
+        Self {
+            app: paths.app.clone(),
+            user: layer.username.clone(),
+            working_directory: paths.current.clone(),
+            gunicorn: paths.gunicorn.clone(),
+            gunicorn_conf: paths.gunicorn_conf.clone(),
+            venv_bin: paths.venv.join("bin"),
+            extra_args: config.extra_gunicorn_args.clone(),
+            port: config.port,
+            log_file: config.wsgi_logfile_path.clone(),
+        }
+    }
+
+    /// The gunicorn command line the unit runs, unquoted (what systemd's word
+    /// splitting must give back).
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = vec![
+            self.gunicorn.display().to_string(),
+            "--config".to_owned(),
+            self.gunicorn_conf.display().to_string(),
+        ];
+        argv.extend(self.extra_args.iter().cloned());
+        argv
+    }
+}
+
+fn safe_path(what: &str, p: &Path) -> Result<String, UnitError> {
+    let s = p
+        .to_str()
+        .ok_or_else(|| UnitError(format!("{what} {p:?} is not UTF-8")))?;
+    check_abs_path(s).map_err(|e| UnitError(format!("{what}: {e}")))?;
+    Ok(s.to_owned())
+}
+
+/// Render the unit file.
+///
+/// No `EnvironmentFile=`: gunicorn.conf.py reads the environment file on
+/// every start and every reload, so it is the only source of the app's
+/// variables. With `EnvironmentFile=` as well, a variable removed from config
+/// would survive a reload (gunicorn resets raw_env keys to the exec-time
+/// environment; hardened-unit.md §2 caveat) and only a restart, which drops
+/// requests, would remove it.
+pub fn render_unit(spec: &UnitSpec) -> Result<String, UnitError> {
+    if !is_valid_username(&spec.user) || spec.user == "root" {
+        return Err(UnitError(format!(
+            "{:?} is not a valid service user",
+            spec.user
+        )));
+    }
+    let workdir = safe_path("WorkingDirectory", &spec.working_directory)?;
+    let venv_bin = safe_path("venv bin", &spec.venv_bin)?;
+    safe_path("gunicorn", &spec.gunicorn)?;
+    let log = spec
+        .log_file
+        .as_deref()
+        .map(|p| safe_path("log file", p))
+        .transpose()?;
+    let argv = spec.argv();
+    if let Some(a) = argv.iter().find(|a| a.contains('\0')) {
+        return Err(UnitError(format!("ExecStart argument {a:?} contains NUL")));
+    }
+    let exec_start = argv
+        .iter()
+        .map(|w| systemd_word(w))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let app = &spec.app;
+    let user = &spec.user;
+
+    let mut u = String::new();
+    // write! to a String cannot fail; the results are ignored on purpose.
+    let _ = write!(
+        u,
+        "\
+# Written by the wsgi charm (wsgi-agent); changes are overwritten.
+[Unit]
+Description=WSGI application {app} (gunicorn)
+After=network.target
+
+[Service]
+Type=notify
+# all: lets a worker of a SIGUSR2-re-executed master send MAINPID= (gunicorn.conf.py)
+NotifyAccess=all
+User={user}
+Group={user}
+WorkingDirectory={workdir}
+# No EnvironmentFile=: gunicorn.conf.py reads the environment file at start and on
+# every reload, so a variable removed from config is gone after a reload.
+Environment=PATH={venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ExecStart={exec_start}
+ExecReload=/bin/kill -s HUP $MAINPID
+Restart=on-failure
+"
+    );
+    if let Some(log) = &log {
+        let _ = writeln!(u, "ReadWritePaths={log}");
+    }
+    if spec.port < 1024 {
+        u.push_str(
+            "\
+AmbientCapabilities=CAP_NET_BIND_SERVICE
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+",
+        );
+    } else {
+        // No capability at all; PrivateUsers works for ports >= 1024
+        // (hardened-unit.md §1: it fails only for a privileged port).
+        u.push_str(
+            "\
+AmbientCapabilities=
+CapabilityBoundingSet=
+PrivateUsers=yes
+",
+        );
+    }
+    u.push_str(
+        "\
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+PrivateIPC=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+ProcSubset=pid
+RestrictSUIDSGID=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
+UMask=0077
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+# gunicorn chowns its log files (a @privileged call): return EPERM instead of SIGSYS
+SystemCallErrorNumber=EPERM
+
+[Install]
+WantedBy=multi-user.target
+",
+    );
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
+    use super::*;
+    use crate::config::Config;
+    use serde_json::json;
+
+    pub(crate) fn spec(config: serde_json::Value) -> UnitSpec {
+        let c = Config::from_json(&config, 2).unwrap();
+        let layer = LayerOptions::default();
+        let paths =
+            AppPaths::new(&layer.application_root, &AppName::new("hello").unwrap()).unwrap();
+        UnitSpec::new(&c, &layer, &paths)
+    }
+
+    #[test]
+    fn default_unit() {
+        insta::assert_snapshot!("unit_default", render_unit(&spec(json!({}))).unwrap());
+    }
+
+    #[test]
+    fn busy_unit() {
+        let s = spec(json!({
+            "port": 8080,
+            "wsgi_logfile_path": "/var/log/hello/gunicorn.log",
+            "extra_gunicorn_args": "--graceful-timeout 60 --forwarded-allow-ips=* --access-logformat '%(h)s \"%(r)s\" $x'",
+        }));
+        insta::assert_snapshot!("unit_busy", render_unit(&s).unwrap());
+    }
+
+    #[test]
+    fn journal_only_has_no_writable_path() {
+        let u = render_unit(&spec(json!({"wsgi_logfile_path": ""}))).unwrap();
+        assert!(!u.contains("ReadWritePaths"));
+    }
+
+    #[test]
+    fn refuses_unsafe_specs() {
+        let mut s = spec(json!({}));
+        s.user = "root".into();
+        assert!(render_unit(&s).is_err());
+        let mut s = spec(json!({}));
+        s.working_directory = PathBuf::from("/srv/a\nExecStartPre=/bin/sh");
+        assert!(render_unit(&s).is_err());
+        let mut s = spec(json!({}));
+        s.extra_args = vec!["a\0b".into()];
+        assert!(render_unit(&s).is_err());
+    }
+}

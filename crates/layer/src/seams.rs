@@ -1,0 +1,136 @@
+//! The seams of the layer: what it asks of Juju (implemented over hookenv
+//! by [`crate::hosts::HookJuju`]) and of the machine (over the machine crate
+//! by [`crate::hosts::SystemHost`]). Both are traits so that the
+//! reconcile's decisions can be unit-tested with fakes; in a hook they are
+//! the real hook tools and the real machine. Every method must be
+//! implemented: a new host cannot forget the database check or the port
+//! check by inheriting a default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use interfaces::Databag;
+use machine::systemd::{Systemctl, UnitState};
+use serde_json::{Map, Value};
+
+pub use juju_contract::WorkloadStatus as Status;
+
+/// The relation a hook runs for, from the hook's environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelationContext<'a> {
+    /// `endpoint:N`.
+    pub relation_id: Option<&'a str>,
+    /// The remote unit (absent for created, broken and app-data changes).
+    pub remote_unit: Option<&'a str>,
+    /// The unit leaving, in departed hooks.
+    pub departing_unit: Option<&'a str>,
+}
+
+/// What the layer reads from and writes to Juju.
+pub trait Juju {
+    /// This unit, e.g. `wsgi/0`.
+    fn unit_name(&self) -> &str;
+    /// The charm directory.
+    fn charm_dir(&self) -> &Path;
+    /// The config (config-get), read once per hook.
+    fn config(&self) -> anyhow::Result<Map<String, Value>>;
+    /// The path of a resource, or None when none is attached.
+    fn resource(&self, name: &str) -> anyhow::Result<Option<PathBuf>>;
+    /// status-set.
+    fn status(&self, status: Status, message: &str) -> anyhow::Result<()>;
+    /// open-port PORT/tcp.
+    fn open_port(&self, port: u16) -> anyhow::Result<()>;
+    /// close-port PORT/tcp.
+    fn close_port(&self, port: u16) -> anyhow::Result<()>;
+    /// application-version-set.
+    fn app_version(&self, version: &str) -> anyhow::Result<()>;
+    /// Whether this unit leads its application.
+    fn is_leader(&self) -> anyhow::Result<bool>;
+    /// Relation ids (`ep:N`) of an endpoint.
+    fn relation_ids(&self, endpoint: &str) -> anyhow::Result<Vec<String>>;
+    /// Remote units of a relation.
+    fn relation_units(&self, relation_id: &str) -> anyhow::Result<Vec<String>>;
+    /// A unit's databag, or with `app` an application's.
+    fn relation_get(&self, relation_id: &str, who: &str, app: bool) -> anyhow::Result<Databag>;
+    /// Publishes keys in this unit's databag (or, as leader, its app's).
+    fn relation_set(&self, relation_id: &str, data: &Databag, app: bool) -> anyhow::Result<()>;
+    /// The content of a Juju secret.
+    fn secret_get(&self, uri: &str) -> anyhow::Result<Databag>;
+    /// The address other units reach this one at (for the website relation).
+    fn ingress_address(&self) -> anyhow::Result<String>;
+    /// The hook's relation context.
+    fn relation_context(&self) -> RelationContext<'_>;
+    /// A line in the unit's log (juju-log).
+    fn log(&self, message: &str);
+}
+
+/// What the layer does to the machine.
+pub trait Host {
+    /// Creates the system user and group if missing.
+    fn ensure_user(&mut self, name: &str, home: &Path) -> anyhow::Result<()>;
+    /// Installs Debian packages (no-op when installed).
+    fn apt_install(&mut self, packages: &[String]) -> anyhow::Result<()>;
+    /// Unpacks the archive into a release and switches `current` to it;
+    /// returns the release id.
+    fn unpack_release(
+        &mut self,
+        archive: &Path,
+        releases: &Path,
+        current: &Path,
+    ) -> anyhow::Result<String>;
+    /// Makes the venv match the app's requirements; returns a string naming
+    /// its inputs (interpreter, requirements, wheel dir) for the hashes.
+    fn ensure_venv(
+        &mut self,
+        venv: &Path,
+        app_dir: &Path,
+        wheels: Option<&Path>,
+    ) -> anyhow::Result<String>;
+    /// Writes a file if its content differs (atomically); returns whether it did.
+    fn write_file(
+        &mut self,
+        path: &Path,
+        content: &str,
+        mode: u32,
+        group: Option<&str>,
+    ) -> anyhow::Result<bool>;
+    /// Creates the log file, owned by the user, if missing.
+    fn ensure_log_file(&mut self, path: &Path, user: &str) -> anyhow::Result<()>;
+    /// Removes a file if present.
+    fn remove_file(&mut self, path: &Path) -> anyhow::Result<()>;
+    /// `systemctl VERB UNIT` (a reload waits for the old workers to go).
+    fn systemctl(&mut self, verb: Systemctl, unit: &str) -> anyhow::Result<()>;
+    /// ActiveState and MainPID.
+    fn service_state(&mut self, unit: &str) -> anyhow::Result<UnitState>;
+    /// The last lines of the service's journal.
+    fn journal_tail(&mut self, unit: &str, lines: usize) -> String;
+    /// GET http://127.0.0.1:port/path until healthy or the deadline; the status line.
+    fn health(&mut self, port: u16, path: &str, timeout_s: u32) -> anyhow::Result<String>;
+    /// Runs the provision command as the user in dir with env.
+    fn provision(
+        &mut self,
+        argv: &[String],
+        user: &str,
+        dir: &Path,
+        env: &BTreeMap<String, String>,
+        timeout_s: u32,
+    ) -> anyhow::Result<()>;
+    /// Number of CPUs, for workers = 0.
+    fn cpus(&self) -> u32;
+    /// Connects to a database URL (`postgresql://`, `mongodb://`) and
+    /// authenticates; the error names the server's answer, never the password.
+    fn check_database(&mut self, url: &str) -> anyhow::Result<()>;
+    /// The process listening on this TCP port: None when free, Some(0)
+    /// when held by a process that cannot be identified. Checked before the
+    /// service moves to a port, so one held by another process is reported
+    /// as such.
+    fn port_holder(&mut self, port: u16) -> Option<u32>;
+}
+
+/// The context the layer's handlers receive.
+pub struct LayerCtx {
+    /// Juju, through hook tools.
+    pub juju: Box<dyn Juju>,
+    /// The machine.
+    pub host: Box<dyn Host>,
+}

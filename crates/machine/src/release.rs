@@ -1,0 +1,327 @@
+//! Releases of the app: each archive unpacked once into
+//! `releases/<content hash>`, then `current` switched to it with one rename
+//! (a reader sees the old tree or the new one, never half of each). A
+//! hostile or broken archive is refused whole: nothing outside the release
+//! directory, no devices, hard links or setuid bits, bounded size.
+
+use std::io::{BufReader, Read, Seek};
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::fs::create_dirs;
+
+/// Releases kept besides the current one (for a quick roll back by hand).
+const KEEP_OLD: usize = 2;
+/// Largest unpacked size accepted.
+const MAX_BYTES: u64 = 4 << 30;
+/// Most entries accepted.
+const MAX_ENTRIES: usize = 200_000;
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |e| Error::io(op, path, e)
+}
+
+fn bad(archive: &Path, why: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("{}: {why}", archive.display()))
+}
+
+/// Unpacks `archive` (tar, optionally gzip-compressed) as a release under
+/// `releases` and points `current` at it; returns the release id (the first
+/// 12 hex digits of the archive's SHA-256). When the archive holds a single
+/// top-level directory, that directory is the app.
+pub fn unpack(archive: &Path, releases: &Path, current: &Path) -> Result<String, Error> {
+    let id = hash_file(archive)?;
+    let target = releases.join(&id);
+    if !target.is_dir() {
+        create_dirs(releases)?;
+        let partial = releases.join(format!(".partial-{id}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&partial);
+        create_dirs(&partial)?;
+        if let Err(e) = extract(archive, &partial) {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+        fs_err::rename(&partial, &target)?;
+    }
+    switch(&app_root(&target)?, current)?;
+    prune(releases, &target);
+    Ok(id)
+}
+
+fn hash_file(path: &Path) -> Result<String, Error> {
+    let mut f = fs_err::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(io("read", path))?;
+    Ok(hex::encode(h.finalize())[..12].to_owned())
+}
+
+fn extract(archive: &Path, into: &Path) -> Result<(), Error> {
+    let mut f = fs_err::File::open(archive)?;
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic).map_err(io("read", archive))?;
+    if n == 0 {
+        return Err(bad(archive, "the archive is empty"));
+    }
+    f.rewind().map_err(io("read", archive))?;
+    let reader: Box<dyn Read> = if magic == [0x1f, 0x8b] {
+        Box::new(flate2::read::GzDecoder::new(BufReader::new(f)))
+    } else {
+        Box::new(BufReader::new(f))
+    };
+    let mut tar = tar::Archive::new(reader);
+    tar.set_preserve_permissions(false);
+    tar.set_preserve_ownerships(false);
+    tar.set_unpack_xattrs(false);
+    tar.set_overwrite(false);
+    let entries = tar
+        .entries()
+        .map_err(|e| bad(archive, format!("not a tar archive: {e}")))?;
+    let (mut count, mut bytes) = (0usize, 0u64);
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(archive, format!("corrupt archive: {e}")))?;
+        count += 1;
+        bytes += entry.header().size().unwrap_or(0);
+        if count > MAX_ENTRIES || bytes > MAX_BYTES {
+            return Err(bad(
+                archive,
+                "the archive is too large (over 4 GiB or 200000 entries)",
+            ));
+        }
+        let path = entry
+            .path()
+            .map_err(|e| bad(archive, format!("corrupt archive: {e}")))?
+            .into_owned();
+        check_entry(&path, entry.header().entry_type())
+            .map_err(|why| bad(archive, format!("{}: {why}", path.display())))?;
+        if let Some(target) = entry.link_name().ok().flatten() {
+            check_link(&path, &target)
+                .map_err(|why| bad(archive, format!("{}: {why}", path.display())))?;
+        }
+        // unpack_in refuses paths that would land outside `into`, also
+        // through a symlink unpacked earlier.
+        let placed = entry
+            .unpack_in(into)
+            .map_err(|e| bad(archive, format!("cannot unpack {}: {e}", path.display())))?;
+        if !placed {
+            return Err(bad(
+                archive,
+                format!("{}: outside the archive", path.display()),
+            ));
+        }
+    }
+    if count == 0 {
+        return Err(bad(archive, "not a tar archive, or an empty one"));
+    }
+    Ok(())
+}
+
+/// Entry paths must be relative without `..`; only files, directories and
+/// symlinks.
+fn check_entry(path: &Path, kind: tar::EntryType) -> Result<(), &'static str> {
+    use tar::EntryType::{
+        Continuous, Directory, GNULongName, Link, Regular, Symlink, XGlobalHeader, XHeader,
+    };
+    if path.components().any(|c| {
+        matches!(
+            c,
+            Component::ParentDir | Component::RootDir | Component::Prefix(_)
+        )
+    }) {
+        return Err("absolute path or .. component");
+    }
+    match kind {
+        Regular | Directory | Symlink | Continuous | GNULongName | XHeader | XGlobalHeader => {
+            Ok(())
+        }
+        Link => Err("hard links are not accepted"),
+        _ => Err("devices, fifos and other special files are not accepted"),
+    }
+}
+
+/// A symlink must point inside the archive.
+fn check_link(path: &Path, target: &Path) -> Result<(), &'static str> {
+    if target.is_absolute() {
+        return Err("symlink to an absolute path");
+    }
+    let mut depth: i64 = path.components().count() as i64 - 1;
+    for c in target.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return Err("symlink pointing outside the archive");
+        }
+    }
+    Ok(())
+}
+
+/// The release directory, or its only top-level directory (`tar czf app.tar.gz app/`).
+fn app_root(release: &Path) -> Result<PathBuf, Error> {
+    let entries: Vec<_> = fs_err::read_dir(release)?.flatten().collect();
+    match entries.as_slice() {
+        [one] if one.file_type().is_ok_and(|t| t.is_dir()) => Ok(one.path()),
+        _ => Ok(release.to_owned()),
+    }
+}
+
+/// Points the symlink `current` at `target` atomically.
+fn switch(target: &Path, current: &Path) -> Result<(), Error> {
+    if std::fs::read_link(current).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
+    let tmp = current.with_extension(format!("new-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).map_err(io("symlink", &tmp))?;
+    std::fs::rename(&tmp, current).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("switch", current, e)
+    })
+}
+
+/// Removes old releases beyond [`KEEP_OLD`] (oldest first) and leftovers of
+/// interrupted unpacks. Best effort: a failure here costs disk, not service.
+fn prune(releases: &Path, keep: &Path) {
+    let Ok(dir) = std::fs::read_dir(releases) else {
+        return;
+    };
+    let mut old: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    for e in dir.flatten() {
+        let p = e.path();
+        if p == keep {
+            continue;
+        }
+        if e.file_name().to_string_lossy().starts_with(".partial-") {
+            let _ = std::fs::remove_dir_all(&p);
+            continue;
+        }
+        let t = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        old.push((t, p));
+    }
+    old.sort();
+    let n = old.len().saturating_sub(KEEP_OLD);
+    for (_, p) in old.into_iter().take(n) {
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
+    use super::*;
+
+    fn tarball(dir: &Path, name: &str, files: &[(&str, &str)], gz: bool) -> PathBuf {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, content) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(content.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, p, content.as_bytes()).unwrap();
+        }
+        let raw = b.into_inner().unwrap();
+        let bytes = if gz {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&raw).unwrap();
+            e.finish().unwrap()
+        } else {
+            raw
+        };
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn unpacks_switches_and_is_idempotent() {
+        let d = tempfile::tempdir().unwrap();
+        let (rel, cur) = (d.path().join("releases"), d.path().join("current"));
+        let a = tarball(
+            d.path(),
+            "a.tgz",
+            &[("wsgi.py", "A"), ("requirements.txt", "")],
+            true,
+        );
+        let id = unpack(&a, &rel, &cur).unwrap();
+        assert_eq!(std::fs::read_to_string(cur.join("wsgi.py")).unwrap(), "A");
+        assert_eq!(unpack(&a, &rel, &cur).unwrap(), id);
+        let b = tarball(d.path(), "b.tar", &[("app/wsgi.py", "B")], false);
+        let id2 = unpack(&b, &rel, &cur).unwrap();
+        assert_ne!(id, id2);
+        // A single top-level directory is the app.
+        assert_eq!(std::fs::read_to_string(cur.join("wsgi.py")).unwrap(), "B");
+    }
+
+    #[test]
+    fn old_releases_are_pruned() {
+        let d = tempfile::tempdir().unwrap();
+        let (rel, cur) = (d.path().join("releases"), d.path().join("current"));
+        for i in 0..6 {
+            let a = tarball(d.path(), "a.tgz", &[("wsgi.py", &i.to_string())], true);
+            unpack(&a, &rel, &cur).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(std::fs::read_dir(&rel).unwrap().count(), KEEP_OLD + 1);
+        assert_eq!(std::fs::read_to_string(cur.join("wsgi.py")).unwrap(), "5");
+    }
+
+    #[test]
+    fn hostile_and_broken_archives_are_refused_and_current_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let (rel, cur) = (d.path().join("releases"), d.path().join("current"));
+        let good = tarball(d.path(), "g.tgz", &[("wsgi.py", "ok")], true);
+        unpack(&good, &rel, &cur).unwrap();
+
+        let empty = d.path().join("empty");
+        std::fs::write(&empty, "").unwrap();
+        let junk = d.path().join("junk");
+        std::fs::write(&junk, vec![0x1f, 0x8b, 1, 2, 3]).unwrap();
+        let text = d.path().join("text");
+        std::fs::write(
+            &text,
+            "this is not a tar archive at all, just words\n".repeat(20),
+        )
+        .unwrap();
+        // Built by hand: tar::Builder refuses `..` itself.
+        let mut raw = Vec::new();
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..13].copy_from_slice(b"../escaped.py");
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_cksum();
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend_from_slice(&[b'x'; 512]);
+        raw.extend_from_slice(&[0; 1024]);
+        let dotdot = d.path().join("dotdot.tar");
+        std::fs::write(&dotdot, raw).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "etc", "/etc").unwrap();
+        let link = d.path().join("link.tar");
+        std::fs::write(&link, b.into_inner().unwrap()).unwrap();
+
+        for (archive, why) in [
+            (&empty, "empty"),
+            (&junk, "corrupt"),
+            (&text, "tar archive"),
+            (&dotdot, ".."),
+            (&link, "absolute"),
+        ] {
+            let e = unpack(archive, &rel, &cur).unwrap_err().to_string();
+            assert!(e.contains(why), "{archive:?}: {e}");
+            assert_eq!(std::fs::read_to_string(cur.join("wsgi.py")).unwrap(), "ok");
+        }
+        assert!(!d.path().join("escaped.py").exists());
+        // No partial release left behind.
+        assert_eq!(std::fs::read_dir(&rel).unwrap().count(), 1);
+    }
+}
