@@ -1,8 +1,11 @@
 //! Releases of the app: each archive unpacked once into
 //! `releases/<content hash>`, then `current` switched to it with one rename
 //! (a reader sees the old tree or the new one, never half of each). A
-//! hostile or broken archive is refused whole: nothing outside the release
-//! directory, no devices, hard links or setuid bits, bounded size.
+//! hostile or broken archive is refused whole: nothing written or pointing
+//! outside the release directory (every link resolved after unpacking), no
+//! devices, hard links or setuid bits, no group or other write, a bounded
+//! real size (PAX `size` records counted) and number of entries, and room
+//! left on the disk. The release is root's and read-only to the app.
 
 use std::io::{BufReader, Read, Seek};
 use std::path::{Component, Path, PathBuf};
@@ -15,9 +18,13 @@ use crate::fs::create_dirs;
 /// Releases kept besides the current one (for a quick roll back by hand).
 const KEEP_OLD: usize = 2;
 /// Largest unpacked size accepted.
-const MAX_BYTES: u64 = 4 << 30;
+pub const MAX_BYTES: u64 = 4 << 30;
 /// Most entries accepted.
-const MAX_ENTRIES: usize = 200_000;
+pub const MAX_ENTRIES: usize = 200_000;
+/// Space that must stay free on the release's file system while unpacking.
+const HEADROOM: u64 = 512 << 20;
+/// The full SHA-256 of the archive a release came from, inside it.
+const ORIGIN: &str = ".wsgi-charm-release";
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |e| Error::io(op, path, e)
@@ -32,17 +39,56 @@ fn bad(archive: &Path, why: impl std::fmt::Display) -> Error {
 /// 12 hex digits of the archive's SHA-256). When the archive holds a single
 /// top-level directory, that directory is the app.
 pub fn unpack(archive: &Path, releases: &Path, current: &Path) -> Result<String, Error> {
-    let id = hash_file(archive)?;
+    unpack_with(archive, releases, current, &Limits::default())
+}
+
+/// How large an archive may unpack to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes written, all entries together.
+    pub max_bytes: u64,
+    /// Entries.
+    pub max_entries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: MAX_BYTES,
+            max_entries: MAX_ENTRIES,
+        }
+    }
+}
+
+/// [`unpack`] with other limits.
+pub fn unpack_with(
+    archive: &Path,
+    releases: &Path,
+    current: &Path,
+    limits: &Limits,
+) -> Result<String, Error> {
+    let full = hash_file(archive)?;
+    let id = full[..12].to_owned();
     let target = releases.join(&id);
+    // A release of the same short id but another archive (12 digits can
+    // collide) is unpacked anew, never reused.
+    if target.is_dir()
+        && std::fs::read_to_string(target.join(ORIGIN)).ok().as_deref() != Some(full.as_str())
+    {
+        fs_err::remove_dir_all(&target)?;
+    }
     if !target.is_dir() {
         create_dirs(releases)?;
         let partial = releases.join(format!(".partial-{id}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&partial);
         create_dirs(&partial)?;
-        if let Err(e) = extract(archive, &partial) {
+        if let Err(e) =
+            extract(archive, &partial, limits).and_then(|()| check_links(archive, &partial))
+        {
             let _ = std::fs::remove_dir_all(&partial);
             return Err(e);
         }
+        fs_err::write(partial.join(ORIGIN), &full)?;
         fs_err::rename(&partial, &target)?;
     }
     switch(&app_root(&target)?, current)?;
@@ -54,10 +100,10 @@ fn hash_file(path: &Path) -> Result<String, Error> {
     let mut f = fs_err::File::open(path)?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(io("read", path))?;
-    Ok(hex::encode(h.finalize())[..12].to_owned())
+    Ok(hex::encode(h.finalize()))
 }
 
-fn extract(archive: &Path, into: &Path) -> Result<(), Error> {
+fn extract(archive: &Path, into: &Path, limits: &Limits) -> Result<(), Error> {
     let mut f = fs_err::File::open(archive)?;
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).map_err(io("read", archive))?;
@@ -72,6 +118,9 @@ fn extract(archive: &Path, into: &Path) -> Result<(), Error> {
     };
     let mut tar = tar::Archive::new(reader);
     tar.set_preserve_permissions(false);
+    // No group or other write: a world-writable requirements.txt would let
+    // any local user choose what the next install runs.
+    tar.set_mask(0o022);
     tar.set_preserve_ownerships(false);
     tar.set_unpack_xattrs(false);
     tar.set_overwrite(false);
@@ -82,11 +131,17 @@ fn extract(archive: &Path, into: &Path) -> Result<(), Error> {
     for entry in entries {
         let mut entry = entry.map_err(|e| bad(archive, format!("corrupt archive: {e}")))?;
         count += 1;
-        bytes += entry.header().size().unwrap_or(0);
-        if count > MAX_ENTRIES || bytes > MAX_BYTES {
+        // entry.size() is what is written: a PAX `size` record overrides the
+        // header's own field, which may say 0.
+        bytes = bytes.saturating_add(entry.size());
+        if count > limits.max_entries || bytes > limits.max_bytes {
             return Err(bad(
                 archive,
-                "the archive is too large (over 4 GiB or 200000 entries)",
+                format!(
+                    "the archive is too large (over {} MiB or {} entries)",
+                    limits.max_bytes >> 20,
+                    limits.max_entries
+                ),
             ));
         }
         let path = entry
@@ -98,6 +153,9 @@ fn extract(archive: &Path, into: &Path) -> Result<(), Error> {
         if let Some(target) = entry.link_name().ok().flatten() {
             check_link(&path, &target)
                 .map_err(|why| bad(archive, format!("{}: {why}", path.display())))?;
+        }
+        if count % 256 == 0 || entry.size() > 16 << 20 {
+            check_room(archive, into, entry.size())?;
         }
         // unpack_in refuses paths that would land outside `into`, also
         // through a symlink unpacked earlier.
@@ -159,9 +217,72 @@ fn check_link(path: &Path, target: &Path) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Refuses to go on when writing `next` more bytes would leave less than
+/// [`HEADROOM`] free (or no inodes): a full disk stops PostgreSQL and the
+/// journal beside the app.
+fn check_room(archive: &Path, dir: &Path, next: u64) -> Result<(), Error> {
+    let st = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| Error::io("statvfs", dir, std::io::Error::from(e)))?;
+    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    if free < HEADROOM.saturating_add(next) || st.files_available() < 1024 {
+        return Err(bad(
+            archive,
+            format!(
+                "unpacking it would fill the disk ({} MiB free, {} MiB kept free)",
+                free >> 20,
+                HEADROOM >> 20
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every symbolic link in the unpacked tree must resolve inside it: the
+/// lexical check of each entry cannot see a chain (`up -> ..`, then
+/// `up2 -> up/..`), the file system can.
+fn check_links(archive: &Path, root: &Path) -> Result<(), Error> {
+    let root = fs_err::canonicalize(root)?;
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in fs_err::read_dir(&dir)? {
+            let e = e?;
+            let kind = e.file_type()?;
+            let path = e.path();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_symlink() {
+                let rel = path
+                    .strip_prefix(&root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                match std::fs::canonicalize(&path) {
+                    Ok(to) if to.starts_with(&root) => {}
+                    Ok(_) => {
+                        return Err(bad(
+                            archive,
+                            format!("{rel}: the link resolves outside the archive"),
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(bad(
+                            archive,
+                            format!("{rel}: a link to nothing in the archive"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The release directory, or its only top-level directory (`tar czf app.tar.gz app/`).
 fn app_root(release: &Path) -> Result<PathBuf, Error> {
-    let entries: Vec<_> = fs_err::read_dir(release)?.flatten().collect();
+    let entries: Vec<_> = fs_err::read_dir(release)?
+        .flatten()
+        .filter(|e| e.file_name() != ORIGIN)
+        .collect();
     match entries.as_slice() {
         [one] if one.file_type().is_ok_and(|t| t.is_dir()) => Ok(one.path()),
         _ => Ok(release.to_owned()),

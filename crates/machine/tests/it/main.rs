@@ -1,0 +1,13 @@
+//! The machine crate's integration tests: one binary, one module per area.
+#![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
+
+mod release_archives;
+
+/// Cases for property tests: WSGI_FUZZ_CASES (the soak, scripts/soak, sets
+/// it) overrides the count CI runs.
+pub(crate) fn cases(ci: u32) -> u32 {
+    std::env::var("WSGI_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ci)
+}
