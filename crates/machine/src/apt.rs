@@ -1,5 +1,10 @@
 //! Debian packages: install what is missing, update the lists when they are
 //! empty or do not know a package, wait out another apt holding the lock.
+//! Each name must be a package's exact name (apt reads a name it does not
+//! know as a pattern: one word once pulled in 268 packages); nothing is
+//! removed to make room (`--no-remove`); dpkg is never killed mid-install
+//! (a timeout asks it to stop), and one interrupted before is finished
+//! first (`dpkg --configure -a`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,14 +23,31 @@ pub fn install(packages: &[String]) -> Result<bool, Error> {
         return Ok(false);
     }
     tracing::info!(packages = ?missing, "apt-get install");
+    let mut updated = false;
     if lists_empty(Path::new("/var/lib/apt/lists")) {
         update()?;
+        updated = true;
     }
-    let mut updated = false;
+    finish_interrupted()?;
+    let mut unknown = unknown_names(&missing)?;
+    if !unknown.is_empty() && !updated {
+        update()?;
+        updated = true;
+        unknown = unknown_names(&missing)?;
+    }
+    if !unknown.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no package is named exactly {} (apt would read it as a pattern)",
+            unknown.join(", ")
+        )));
+    }
     let mut tries = 0;
     loop {
         tries += 1;
-        match apt_get(&["install", "--yes", "--no-install-recommends"], &missing) {
+        match apt_get(
+            &["install", "--yes", "--no-install-recommends", "--no-remove"],
+            &missing,
+        ) {
             Ok(()) => return Ok(true),
             Err(e) => {
                 let text = e.to_string();
@@ -44,6 +66,44 @@ pub fn install(packages: &[String]) -> Result<bool, Error> {
             }
         }
     }
+}
+
+/// The names among `packages` (`name` or `name=version`) that are not a
+/// package's exact name in the lists.
+fn unknown_names(packages: &[String]) -> Result<Vec<String>, Error> {
+    let mut unknown = Vec::new();
+    for p in packages {
+        let name = p.split('=').next().unwrap_or(p);
+        // pkgnames lists the names that start with its argument, never a
+        // pattern match.
+        let out = Cmd::new("apt-cache")
+            .args(["pkgnames", "--", name])
+            .timeout(Duration::from_secs(60))
+            .run()?;
+        if !out.stdout.lines().any(|l| l.trim() == name) {
+            unknown.push(name.to_owned());
+        }
+    }
+    Ok(unknown)
+}
+
+/// Finishes a dpkg run that was interrupted (a killed apt, a reboot).
+fn finish_interrupted() -> Result<(), Error> {
+    let (_, audit) = Cmd::new("dpkg")
+        .arg("--audit")
+        .timeout(Duration::from_secs(60))
+        .run_status()?;
+    if audit.stdout.trim().is_empty() {
+        return Ok(());
+    }
+    tracing::warn!("dpkg was interrupted before: dpkg --configure -a");
+    Cmd::new("dpkg")
+        .args(["--force-confold", "--configure", "-a"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .timeout(Duration::from_secs(1200))
+        .stop_gently()
+        .run()
+        .map(drop)
 }
 
 fn is_lock_error(text: &str) -> bool {
@@ -103,6 +163,9 @@ fn apt_get(args: &[&str], packages: &[String]) -> Result<(), Error> {
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .timeout(Duration::from_secs(1200))
+        // SIGTERM, then a wait: a SIGKILLed dpkg leaves the machine broken
+        // for every apt after it.
+        .stop_gently()
         .run()
         .map(drop)
 }
