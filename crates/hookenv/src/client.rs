@@ -276,6 +276,8 @@ impl HookTools {
 
     /// `status-set STATUS -- MESSAGE`, skipped when it repeats this hook's last.
     pub fn status_set(&self, status: WorkloadStatus, message: &str) -> Result<(), ToolError> {
+        let message = crate::secrets::scrub(message);
+        let message = message.as_str();
         let now = (status, message.to_owned());
         if self.cache.borrow().status.as_ref() == Some(&now) {
             return Ok(());
@@ -287,9 +289,10 @@ impl HookTools {
 
     /// `juju-log --log-level LEVEL -- MESSAGE`.
     pub fn log(&self, level: crate::log::LogLevel, message: &str) -> Result<(), ToolError> {
+        let message = crate::secrets::scrub(message);
         self.call(
             Tool::JujuLog,
-            &["--log-level", level.as_str(), "--", message],
+            &["--log-level", level.as_str(), "--", &message],
             None,
         )
         .map(drop)
@@ -379,12 +382,25 @@ impl HookTools {
         Ok(path)
     }
 
-    /// `secret-get URI --format=json`: the secret's content.
+    /// `secret-get --format=json -- URI`: the secret's content, its values
+    /// registered as secrets. `uri` comes from a remote charm: it must have
+    /// the shape of a Juju secret URI, and goes after `--`, so it cannot
+    /// be read as an option (`--label`, `--peek`).
     pub fn secret_get(&self, uri: &str) -> Result<Databag, ToolError> {
         if let Some(s) = self.cache.borrow().secrets.get(uri) {
             return Ok(s.clone());
         }
-        let args = [uri, "--format=json"];
+        if !is_secret_uri(uri) {
+            return Err(Self::bad(
+                Tool::SecretGet,
+                &[],
+                &format!(
+                    "{:?} is not a Juju secret URI",
+                    uri.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
+        let args = ["--format=json", "--", uri];
         let content: Databag = match self.json(Tool::SecretGet, &args)? {
             Value::Object(m) => m
                 .into_iter()
@@ -392,10 +408,33 @@ impl HookTools {
                 .collect(),
             _ => return Err(Self::bad(Tool::SecretGet, &args, "not a JSON object")),
         };
+        for v in content.values() {
+            crate::secrets::register(v);
+        }
         self.cache
             .borrow_mut()
             .secrets
             .insert(uri.to_owned(), content.clone());
         Ok(content)
     }
+}
+
+/// A Juju secret URI: `secret:<id>` or `secret://<model uuid>/<id>`, the id
+/// 20 characters of xid's alphabet (`0-9a-v`).
+pub fn is_secret_uri(uri: &str) -> bool {
+    let Some(rest) = uri.strip_prefix("secret:") else {
+        return false;
+    };
+    let id = match rest.strip_prefix("//") {
+        Some(r) => match r.split_once('/') {
+            Some((uuid, id))
+                if uuid.len() == 36 && uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-') =>
+            {
+                id
+            }
+            _ => return false,
+        },
+        None => rest,
+    };
+    id.len() == 20 && id.chars().all(|c| matches!(c, '0'..='9' | 'a'..='v'))
 }

@@ -9,6 +9,7 @@
 //!   value read at most once per hook, writes that change nothing skipped,
 //!   large or secret values sent on stdin (`--file -`), never in argv.
 //! - [`log`]: `tracing` events and panics to `juju-log`.
+//! - [`secrets`]: values scrubbed from every status and log line.
 
 #![deny(missing_docs)]
 
@@ -16,6 +17,7 @@ pub mod client;
 pub mod context;
 pub mod log;
 pub mod runner;
+pub mod secrets;
 
 pub use client::{HookTools, ToolError};
 pub use context::{ContextError, HookContext, HookKind};

@@ -104,7 +104,13 @@ fn exact_argument_forms() {
             .unwrap()
             .ends_with("app.tar.gz")
     );
-    assert_eq!(t.secret_get("secret:abc").unwrap()["password"], "p");
+    assert_eq!(
+        t.secret_get("secret:cs1ik4a1ldq70ot0tah0").unwrap()["password"],
+        "p"
+    );
+    // A URI a remote charm made up, or an option in disguise: never run.
+    assert!(t.secret_get("--label=mine").is_err());
+    assert!(t.secret_get("secret:short").is_err());
     assert_eq!(
         f.calls(),
         [
@@ -121,7 +127,7 @@ fn exact_argument_forms() {
             "close-port 80/tcp",
             "application-version-set -- -v1",
             "resource-get app",
-            "secret-get secret:abc --format=json",
+            "secret-get --format=json -- secret:cs1ik4a1ldq70ot0tah0",
         ]
     );
 }

@@ -511,6 +511,12 @@ fn misc_tools() {
         &["secret:d4r7jujulet000000010"],
         "password: p w\nusername: u\n",
     );
+    // The URI after `--`, as the charm passes one from relation data.
+    f.ok(
+        "secret-get",
+        &["--format=json", "--", "secret:d4r7jujulet000000010"],
+        "{\"password\":\"p w\",\"username\":\"u\"}\n",
+    );
 }
 
 #[test]

@@ -210,7 +210,10 @@ fn notes_through_postgresql_mongodb_and_haproxy() {
         "{body}"
     );
     let calls = std::fs::read_to_string(m.dir().join("tool-calls.log")).unwrap();
-    assert!(calls.contains("\tsecret-get secret:"), "no secret-get");
+    assert!(
+        calls.contains("\tsecret-get --format=json -- secret:"),
+        "no secret-get"
+    );
     for hook in calls
         .split("\n# ")
         .filter(|h| h.starts_with("database-relation"))
