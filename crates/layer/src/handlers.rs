@@ -47,13 +47,13 @@ pub fn register(engine: &mut Engine<LayerCtx>) -> Result<(), PatternError> {
 /// defaults) and the paths of this unit's application.
 pub(crate) fn paths(ctx: &Ctx<'_, LayerCtx>) -> anyhow::Result<(LayerOptions, AppPaths)> {
     let juju = &ctx.layer.juju;
+    let app = AppName::new(app_of(juju.unit_name()))?;
     let file = juju.charm_dir().join("layer.yaml");
     let layer = match std::fs::read_to_string(&file) {
-        Ok(text) => LayerOptions::from_yaml(&text)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => LayerOptions::default(),
+        Ok(text) => LayerOptions::from_yaml(&text, &app)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => LayerOptions::for_app(&app),
         Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", file.display()))),
     };
-    let app = AppName::new(app_of(juju.unit_name()))?;
     let paths = AppPaths::new(&layer.application_root, &app)?;
     Ok((layer, paths))
 }
@@ -116,6 +116,9 @@ fn update_status(ctx: &mut Ctx<'_, LayerCtx>) -> HandlerResult {
         return Ok(()); // never served yet
     };
     let (_, paths) = paths(ctx)?;
+    if let Some(view) = &mem.relations {
+        crate::reconcile::register_secrets(view);
+    }
     // No restart happened in this hook: do not compare MainPIDs.
     mem.old_main_pid = None;
     // A short deadline: this is a check, not a wait for a start.

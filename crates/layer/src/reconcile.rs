@@ -25,7 +25,7 @@ use crate::handlers::{paths, status, unavailable};
 use crate::memory::{HealthTarget, LayerMemory};
 use crate::relations::{self, RelationView};
 use crate::render::{Action, DesiredState, Hashes, RelationInputs, action, envfile};
-use crate::seams::{LayerCtx, Status};
+use crate::seams::{LayerCtx, ProvisionRun, Status};
 
 /// The gunicorn installed when the app's requirements do not name one.
 pub const GUNICORN: &str = "gunicorn==27.0.1";
@@ -97,15 +97,19 @@ impl Reconcile<'_, '_> {
             Ok(c) => c,
             Err(errors) => return blocked(format!("bad config: {errors}")),
         };
+        for value in config.environment_variables.values() {
+            hookenv::secrets::register(value);
+        }
         let release = self.resolve_release(&paths)?;
         self.install_apt(&config)?;
         let view = self.refresh_relations(&config)?;
+        register_secrets(&view);
         let inputs = RelationInputs {
             env: view.env(),
             proxies: view.proxy_ips(),
         };
         self.check_databases(&inputs.env)?;
-        let venv_inputs = self.ensure_venv(&config, &paths, &release)?;
+        let venv_inputs = self.ensure_venv(&config, &layer, &paths, &release)?;
         let desired = Self::render(&config, &layer, &paths, &inputs, &venv_inputs, &release)?;
         self.check_port(&paths, config.port)?;
         self.write_files(&config, &layer, &paths, &desired)?;
@@ -258,13 +262,29 @@ impl Reconcile<'_, '_> {
     }
 
     /// The app's requirements in its venv; returns the venv's inputs.
-    fn ensure_venv(&mut self, config: &Config, paths: &AppPaths, release: &str) -> Step<String> {
+    fn ensure_venv(
+        &mut self,
+        config: &Config,
+        layer: &LayerOptions,
+        paths: &AppPaths,
+        release: &str,
+    ) -> Step<String> {
         let wheels = config.pip_cache_path(&paths.current);
         if self.ctx.data_changed("venv-request", &(release, &wheels))? {
             self.status(Status::Maintenance, "installing the app's requirements")?;
         }
+        let build = machine::venv::Build {
+            unit: format!("wsgi-{}-build", paths.app),
+            user: layer.username.clone(),
+            cache_dir: paths.cache_dir.clone(),
+            run_dir: paths.run_dir.clone(),
+            index_url: config.index_url.clone(),
+            extra_index_url: config.extra_index_url.clone(),
+            trusted_host: config.trusted_host.clone(),
+            env: Vec::new(),
+        };
         let host = &mut self.ctx.layer.host;
-        match host.ensure_venv(&paths.venv, &paths.current, wheels.as_deref()) {
+        match host.ensure_venv(&paths.venv, &paths.current, wheels.as_deref(), &build) {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.ctx.forget_data("venv-request");
@@ -316,8 +336,8 @@ impl Reconcile<'_, '_> {
     ) -> Step<()> {
         let mut write = || -> anyhow::Result<()> {
             let host = &mut self.ctx.layer.host;
-            if let Some(log) = &config.wsgi_logfile_path {
-                host.ensure_log_file(log, &layer.username)?;
+            if let Some(log) = config.log_file(paths) {
+                host.ensure_log_file(&log, &layer.username)?;
             }
             // Secrets live only here: 0640 root:<app user>.
             host.write_file(
@@ -328,11 +348,11 @@ impl Reconcile<'_, '_> {
             )?;
             host.write_file(&paths.gunicorn_conf, &desired.gunicorn_conf, 0o644, None)?;
             host.write_file(&paths.unit_file, &desired.unit, 0o644, None)?;
-            match (&desired.logrotate, config.wsgi_logfile_path.is_some()) {
-                (Some(text), true) => {
+            match &desired.logrotate {
+                Some(text) => {
                     host.write_file(&paths.logrotate, text, 0o644, None)?;
                 }
-                _ => host.remove_file(&paths.logrotate)?,
+                None => host.remove_file(&paths.logrotate)?,
             }
             Ok(())
         };
@@ -357,13 +377,21 @@ impl Reconcile<'_, '_> {
             return Ok(());
         }
         self.status(Status::Maintenance, "running provision_command")?;
-        if let Err(e) = self.ctx.layer.host.provision(
-            &config.provision_command,
-            &layer.username,
-            &paths.current,
-            &provision_env(env, paths),
-            config.provision_timeout,
-        ) {
+        let run = ProvisionRun {
+            unit: format!("wsgi-{}-provision", paths.app),
+            user: &layer.username,
+            dir: &paths.current,
+            env_file: &paths.env_file,
+            env: provision_env(paths),
+            writable: Vec::new(),
+            timeout_s: config.provision_timeout,
+        };
+        if let Err(e) = self
+            .ctx
+            .layer
+            .host
+            .provision(&config.provision_command, &run)
+        {
             // Retried on the next hook.
             self.ctx.forget_data("provision");
             return blocked(format!("provision_command failed: {e:#}"));
@@ -434,15 +462,29 @@ impl Reconcile<'_, '_> {
     }
 }
 
-fn provision_env(env: &BTreeMap<String, String>, paths: &AppPaths) -> BTreeMap<String, String> {
-    let mut env = env.clone();
-    env.insert("HOME".into(), paths.app_dir.display().to_string());
-    env.insert(
-        "PATH".into(),
-        format!("{}/bin:/usr/bin:/bin", paths.venv.display()),
-    );
-    env.insert("LANG".into(), "C.UTF-8".into());
-    env
+/// The relations' URLs and their passwords (as given and decoded) never
+/// leave the agent in a status or a log line.
+pub(crate) fn register_secrets(view: &RelationView) {
+    for url in view.env().values() {
+        hookenv::secrets::register(url);
+        if let Some(pw) = dbcheck_protocol::password_of(url) {
+            hookenv::secrets::register(&pw);
+            let decoded = percent_encoding::percent_decode_str(&pw).decode_utf8_lossy();
+            hookenv::secrets::register(&decoded);
+        }
+    }
+}
+
+/// What provision_command gets beside the environment file: no secret.
+fn provision_env(paths: &AppPaths) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("HOME".into(), paths.app_dir.display().to_string()),
+        (
+            "PATH".into(),
+            format!("{}/bin:/usr/bin:/bin", paths.venv.display()),
+        ),
+        ("LANG".into(), "C.UTF-8".into()),
+    ])
 }
 
 /// The health check: the service answers on its port and is the process

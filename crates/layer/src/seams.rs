@@ -78,13 +78,15 @@ pub trait Host {
         releases: &Path,
         current: &Path,
     ) -> anyhow::Result<String>;
-    /// Makes the venv match the app's requirements; returns a string naming
-    /// its inputs (interpreter, requirements, wheel dir) for the hashes.
+    /// Makes the venv match the app's requirements, installed by `build`'s
+    /// unprivileged user in a sandbox; returns a string naming its inputs
+    /// (interpreter, requirements, wheel dir, indexes) for the hashes.
     fn ensure_venv(
         &mut self,
         venv: &Path,
         app_dir: &Path,
         wheels: Option<&Path>,
+        build: &machine::venv::Build,
     ) -> anyhow::Result<String>;
     /// Writes a file if its content differs (atomically); returns whether it did.
     fn write_file(
@@ -106,15 +108,10 @@ pub trait Host {
     fn journal_tail(&mut self, unit: &str, lines: usize) -> String;
     /// GET http://127.0.0.1:port/path until healthy or the deadline; the status line.
     fn health(&mut self, port: u16, path: &str, timeout_s: u32) -> anyhow::Result<String>;
-    /// Runs the provision command as the user in dir with env.
-    fn provision(
-        &mut self,
-        argv: &[String],
-        user: &str,
-        dir: &Path,
-        env: &BTreeMap<String, String>,
-        timeout_s: u32,
-    ) -> anyhow::Result<()>;
+    /// Runs the provision command as the app's user, in a transient unit
+    /// with the service's sandbox, in `dir`, with the variables of the
+    /// environment file `env_file` plus `env` (no secret in `env`).
+    fn provision(&mut self, argv: &[String], run: &ProvisionRun<'_>) -> anyhow::Result<()>;
     /// Number of CPUs, for workers = 0.
     fn cpus(&self) -> u32;
     /// Connects to a database URL (`postgresql://`, `mongodb://`) and
@@ -125,6 +122,25 @@ pub trait Host {
     /// service moves to a port, so one held by another process is reported
     /// as such.
     fn port_holder(&mut self, port: u16) -> Option<u32>;
+}
+
+/// How provision_command runs.
+#[derive(Debug, Clone)]
+pub struct ProvisionRun<'a> {
+    /// The transient unit's name prefix (`wsgi-<app>-provision`).
+    pub unit: String,
+    /// The app's user.
+    pub user: &'a str,
+    /// Its working directory (the release).
+    pub dir: &'a Path,
+    /// The app's environment file (secrets: DATABASE_URL...).
+    pub env_file: &'a Path,
+    /// Variables that are no secret: PATH (the venv first), HOME, LANG.
+    pub env: BTreeMap<String, String>,
+    /// The paths it may write (the app's data directory).
+    pub writable: Vec<PathBuf>,
+    /// Seconds it may run.
+    pub timeout_s: u32,
 }
 
 /// The context the layer's handlers receive.

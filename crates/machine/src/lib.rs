@@ -17,6 +17,8 @@
 //! - [`wait`]: polling until a condition holds.
 //! - [`fs`]: files written atomically and only when changed.
 //! - [`systemd`], [`apt`], [`users`]: the services, packages and users.
+//! - [`sandbox`]: a command run as an unprivileged user in a transient
+//!   unit with the service's hardening.
 //! - [`venv`]: a virtualenv filled by uv or pip.
 //! - [`release`]: a tar archive unpacked as a release, `current` switched.
 //! - [`health`]: an HTTP probe on loopback; [`net`]: who holds a port.
@@ -32,6 +34,7 @@ pub mod net;
 pub mod proc;
 pub mod process;
 pub mod release;
+pub mod sandbox;
 pub mod systemd;
 pub mod text;
 pub mod users;

@@ -1,12 +1,22 @@
 //! A virtualenv: created with the system Python, filled from a
 //! requirements.txt plus extra packages, by uv when it is installed (several
 //! times faster) else by pip, and redone only when its inputs changed.
+//!
+//! Everything that runs the app's code (a build backend, a `.pth` in a
+//! wheel, pip itself, which is the venv's own Python) runs as the app's user
+//! in a transient unit with the service's sandbox ([`crate::sandbox`]): it
+//! may write the venv and its cache, nothing else. Root only makes the
+//! directories, writes the installer's environment file and reads results;
+//! it never executes anything in the venv or the release. Installer
+//! configuration from the release or the machine is ignored (`uv
+//! --no-config`, `PIP_CONFIG_FILE=/dev/null`).
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{Cmd, Error};
+use crate::Error;
+use crate::sandbox::Sandbox;
 
 /// The interpreter venvs are made from.
 pub const PYTHON: &str = "/usr/bin/python3";
@@ -16,6 +26,8 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const MARKER: &str = ".wsgi-charm-inputs";
 /// Written once the venv is created whole.
 const CREATED: &str = ".wsgi-charm-created";
+/// The largest requirements file read.
+pub const MAX_REQUIREMENTS: u64 = 1 << 20;
 
 /// What to install where.
 #[derive(Debug, Clone)]
@@ -32,6 +44,31 @@ pub struct VenvRequest<'a> {
     /// The caller's pins, part of the inputs digest whether installed or
     /// not (a change of pin means a new venv).
     pub pins: &'a str,
+    /// Who builds it, and with what.
+    pub build: &'a Build,
+}
+
+/// The unprivileged build: its user, its writable cache, the directory for
+/// root's files about it, the indexes and the environment it gets.
+#[derive(Debug, Clone, Default)]
+pub struct Build {
+    /// The transient unit's name prefix (`wsgi-<app>-build`).
+    pub unit: String,
+    /// The user (and group) the installer runs as.
+    pub user: String,
+    /// Its HOME and the installer's cache, owned by the user.
+    pub cache_dir: PathBuf,
+    /// Root's directory for the installer's environment file (0700).
+    pub run_dir: PathBuf,
+    /// `--index-url`.
+    pub index_url: Option<String>,
+    /// `--extra-index-url`, each.
+    pub extra_index_url: Vec<String>,
+    /// pip's `--trusted-host`, uv's `--allow-insecure-host`, each.
+    pub trusted_host: Vec<String>,
+    /// Further variables for the installer (the model's proxy settings);
+    /// they go in its environment file, never in argv or unit properties.
+    pub env: Vec<(String, String)>,
 }
 
 /// Which installer ran.
@@ -43,16 +80,47 @@ pub enum Installer {
     Pip,
 }
 
+/// Reads a file the app ships without following a link (the release is
+/// checked, but not trusted) and at most `cap` bytes; a missing file is
+/// empty.
+pub fn read_app_file(path: &Path, cap: u64) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::Invalid(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
+    if bytes.len() as u64 > cap {
+        return Err(Error::Invalid(format!(
+            "{} is larger than {cap} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Makes the venv match the request; returns a digest naming its inputs
 /// (interpreter, requirements, wheel directory listing, extra packages),
 /// which changes exactly when a reinstall happened or is needed.
 pub fn ensure(req: &VenvRequest<'_>) -> Result<String, Error> {
     let requirements = req.app_dir.join("requirements.txt");
-    let reqs = match std::fs::read(&requirements) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io("read", &requirements, e)),
-    };
+    let reqs = read_app_file(&requirements, MAX_REQUIREMENTS)?;
     let inputs = inputs(req, &reqs);
     let marker = req.venv.join(MARKER);
     let python = req.venv.join("bin/python");
@@ -67,6 +135,7 @@ pub fn ensure(req: &VenvRequest<'_>) -> Result<String, Error> {
         Installer::Pip
     };
     tracing::info!(venv = %req.venv.display(), ?installer, "installing requirements");
+    let sandbox = prepare(req)?;
     // A venv whose creation was interrupted (a killed hook) may have a
     // python but no pip: only a venv marked complete is reused.
     let created = req.venv.join(CREATED);
@@ -74,45 +143,158 @@ pub fn ensure(req: &VenvRequest<'_>) -> Result<String, Error> {
         if req.venv.exists() {
             fs_err::remove_dir_all(req.venv)?;
         }
-        create(req.venv, installer)?;
+        owned_dir(req.venv, &req.build.user, 0o755)?;
+        let (program, args) = create_argv(req.venv, installer);
+        sandbox.run(&program, &args)?;
         fs_err::write(&created, "")?;
     }
-    let mut cmd = match installer {
-        Installer::Uv => Cmd::new("uv")
-            .args(["pip", "install", "--python"])
-            .arg(&python)
-            .env("UV_NO_PROGRESS", "1")
-            // The system's CA store, as pip uses: behind a TLS-inspecting
-            // proxy uv's bundled roots fail with UnknownIssuer.
-            .env("UV_NATIVE_TLS", "1"),
-        Installer::Pip => Cmd::new(req.venv.join("bin/pip")).args([
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--progress-bar=off",
-        ]),
-    };
-    if let Some(w) = req.wheels {
-        cmd = cmd.args(["--no-index", "--find-links"]).arg(w);
-    }
-    if !reqs.is_empty() {
-        cmd = cmd.arg("--requirement").arg(&requirements);
-    }
-    cmd = cmd.args(req.extra);
-    cmd.dir(req.app_dir).timeout(INSTALL_TIMEOUT).run()?;
+    let (program, args) = install_argv(req, installer, &python, !reqs.is_empty());
+    sandbox.run(&program, &args)?;
     fs_err::write(&marker, &inputs)?;
     Ok(inputs)
 }
 
-fn create(venv: &Path, installer: Installer) -> Result<(), Error> {
-    let cmd = match installer {
-        Installer::Uv => Cmd::new("uv")
-            .args(["venv", "--quiet", "--python", PYTHON])
-            .arg(venv)
-            .env("UV_NATIVE_TLS", "1"),
-        Installer::Pip => Cmd::new(PYTHON).args(["-m", "venv"]).arg(venv),
+/// The directories and the environment file the sandbox needs, and the
+/// sandbox itself.
+fn prepare(req: &VenvRequest<'_>) -> Result<Sandbox, Error> {
+    let b = req.build;
+    owned_dir(&b.cache_dir, &b.user, 0o700)?;
+    crate::fs::create_dirs(&b.run_dir)?;
+    fs_err::set_permissions(
+        &b.run_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    let cache = b.cache_dir.display().to_string();
+    let mut env: Vec<(String, String)> = vec![
+        ("HOME".into(), cache.clone()),
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        // Configuration from the release or the machine is not read.
+        ("PIP_CONFIG_FILE".into(), "/dev/null".into()),
+        ("PIP_NO_INPUT".into(), "1".into()),
+        ("PIP_DISABLE_PIP_VERSION_CHECK".into(), "1".into()),
+        ("PIP_CACHE_DIR".into(), format!("{cache}/pip")),
+        ("UV_CACHE_DIR".into(), format!("{cache}/uv")),
+        ("UV_NO_PROGRESS".into(), "1".into()),
+        // The system's CA store, as pip uses: behind a TLS-inspecting proxy
+        // uv's bundled roots fail with UnknownIssuer.
+        ("UV_NATIVE_TLS".into(), "1".into()),
+        ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+    ];
+    env.extend(b.env.iter().cloned());
+    let env_file = b.run_dir.join("build.env");
+    let mut text = String::new();
+    for (k, v) in &env {
+        if v.contains(['\n', '\r', '\0']) {
+            return Err(Error::Invalid(format!(
+                "the installer's variable {k} contains a line break"
+            )));
+        }
+        let escaped = v
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('`', "\\`")
+            .replace('$', "\\$");
+        let _ = writeln!(text, "{k}=\"{escaped}\"");
+    }
+    crate::fs::write_if_changed(&env_file, text.as_bytes(), 0o600, Some((0, 0)))?;
+    Ok(Sandbox {
+        name: b.unit.clone(),
+        user: b.user.clone(),
+        dir: req.app_dir.to_owned(),
+        writable: vec![req.venv.to_owned(), b.cache_dir.clone()],
+        env_files: vec![env_file],
+        env: Vec::new(),
+        timeout: INSTALL_TIMEOUT,
+        umask: "0022",
+    })
+}
+
+/// A directory owned by `user` (created, or its owner and mode fixed).
+fn owned_dir(dir: &Path, user: &str, mode: u32) -> Result<(), Error> {
+    let (uid, gid) = crate::users::lookup(user)?
+        .ok_or_else(|| Error::Invalid(format!("user {user} does not exist")))?;
+    crate::fs::create_dirs(dir)?;
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| Error::io("chown", dir, e))?;
+    fs_err::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    Ok(())
+}
+
+fn uv() -> String {
+    crate::which("uv").map_or_else(|| "uv".to_owned(), |p| p.display().to_string())
+}
+
+fn create_argv(venv: &Path, installer: Installer) -> (String, Vec<String>) {
+    let venv = venv.display().to_string();
+    match installer {
+        Installer::Uv => (
+            uv(),
+            [
+                "venv",
+                "--no-config",
+                "--quiet",
+                "--allow-existing",
+                "--python",
+                PYTHON,
+                &venv,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ),
+        Installer::Pip => (
+            PYTHON.to_owned(),
+            ["-m", "venv", &venv].map(str::to_owned).to_vec(),
+        ),
+    }
+}
+
+fn install_argv(
+    req: &VenvRequest<'_>,
+    installer: Installer,
+    python: &Path,
+    has_requirements: bool,
+) -> (String, Vec<String>) {
+    let (program, mut args) = match installer {
+        Installer::Uv => (
+            uv(),
+            vec![
+                "pip".to_owned(),
+                "install".into(),
+                "--no-config".into(),
+                "--python".into(),
+                python.display().to_string(),
+            ],
+        ),
+        Installer::Pip => (
+            req.venv.join("bin/pip").display().to_string(),
+            vec!["install".to_owned(), "--progress-bar=off".into()],
+        ),
     };
-    cmd.timeout(Duration::from_secs(300)).run().map(drop)
+    let b = req.build;
+    if let Some(w) = req.wheels {
+        args.extend(["--no-index".into(), "--find-links".into()]);
+        args.push(w.display().to_string());
+    } else {
+        if let Some(i) = &b.index_url {
+            args.extend(["--index-url".into(), i.clone()]);
+        }
+        for i in &b.extra_index_url {
+            args.extend(["--extra-index-url".into(), i.clone()]);
+        }
+    }
+    let trusted = match installer {
+        Installer::Uv => "--allow-insecure-host",
+        Installer::Pip => "--trusted-host",
+    };
+    for h in &b.trusted_host {
+        args.extend([trusted.to_owned(), h.clone()]);
+    }
+    if has_requirements {
+        args.push("--requirement".into());
+        args.push(req.app_dir.join("requirements.txt").display().to_string());
+    }
+    args.extend(req.extra.iter().cloned());
+    (program, args)
 }
 
 fn inputs(req: &VenvRequest<'_>, reqs: &[u8]) -> String {
@@ -129,5 +311,80 @@ fn inputs(req: &VenvRequest<'_>, reqs: &[u8]) -> String {
         names.sort();
         let _ = writeln!(text, "wheels={}:{}", w.display(), names.join(","));
     }
+    // Where the code comes from is an input too (an old digest, without
+    // these lines, stays the same when there are none).
+    let b = req.build;
+    if let Some(i) = &b.index_url {
+        let _ = writeln!(text, "index={i}");
+    }
+    for i in &b.extra_index_url {
+        let _ = writeln!(text, "extra-index={i}");
+    }
+    for h in &b.trusted_host {
+        let _ = writeln!(text, "trusted-host={h}");
+    }
     crate::digest(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn app_files_are_read_without_links_and_capped() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real");
+        std::fs::write(&real, "flask\n").unwrap();
+        assert_eq!(read_app_file(&real, 100).unwrap(), b"flask\n");
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+        assert!(read_app_file(&link, 100).is_err(), "a link is followed");
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = read_app_file(&fifo, 100).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(read_app_file(&real, 3).is_err());
+        assert!(read_app_file(&d.path().join("none"), 3).unwrap().is_empty());
+    }
+
+    #[test]
+    fn installer_arguments_carry_the_operators_indexes_only() {
+        let build = Build {
+            index_url: Some("https://mirror/simple".into()),
+            extra_index_url: vec!["https://extra/simple".into()],
+            trusted_host: vec!["mirror".into()],
+            ..Build::default()
+        };
+        let req = VenvRequest {
+            venv: Path::new("/srv/a/venv"),
+            app_dir: Path::new("/srv/a/current"),
+            wheels: None,
+            extra: &["gunicorn==27.0.1".to_owned()],
+            pins: "gunicorn==27.0.1",
+            build: &build,
+        };
+        let (_, uv) = install_argv(
+            &req,
+            Installer::Uv,
+            Path::new("/srv/a/venv/bin/python"),
+            true,
+        );
+        assert_eq!(
+            uv.join(" "),
+            "pip install --no-config --python /srv/a/venv/bin/python --index-url https://mirror/simple \
+             --extra-index-url https://extra/simple --allow-insecure-host mirror \
+             --requirement /srv/a/current/requirements.txt gunicorn==27.0.1"
+        );
+        let (pip, args) = install_argv(&req, Installer::Pip, Path::new("x"), false);
+        assert_eq!(pip, "/srv/a/venv/bin/pip");
+        assert!(args.contains(&"--trusted-host".to_owned()));
+        // The digest moves with the index, and not without one.
+        let plain = Build::default();
+        let without = VenvRequest {
+            build: &plain,
+            ..req.clone()
+        };
+        assert_ne!(inputs(&req, b""), inputs(&without, b""));
+    }
 }

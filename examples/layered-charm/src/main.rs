@@ -46,7 +46,9 @@ fn place_code(ctx: &mut Ctx<'_, LayerCtx>) -> HandlerResult {
     let app = wsgi_layer::relations::app_of(ctx.layer.juju.unit_name()).to_owned();
     let layer_yaml =
         std::fs::read_to_string(charm_dir.join("layer.yaml")).context("reading layer.yaml")?;
-    let options = wsgi_layer::config::layer_options::LayerOptions::from_yaml(&layer_yaml)?;
+    let app_name = wsgi_layer::config::paths::AppName::new(&app)?;
+    let options =
+        wsgi_layer::config::layer_options::LayerOptions::from_yaml(&layer_yaml, &app_name)?;
     let app_dir = options.application_root.join(&app);
     let release = app_dir.join("releases/charm");
     copy_dir(&charm_dir.join("app"), &release)?;

@@ -19,3 +19,4 @@ mod wsgi_hello;
 mod wsgi_layered;
 mod wsgi_relations;
 mod wsgi_resilience;
+mod wsgi_security;

@@ -39,7 +39,7 @@ fn hello_deploys_and_every_config_change_is_live_without_restarts() {
 
     // gunicorn's log in the journal and in wsgi_logfile_path, requests too.
     let (_, journal, _) = m.exec(&["journalctl", "-u", UNIT, "--no-pager", "-o", "cat"]);
-    let (_, file, _) = m.exec(&["cat", "/var/log/wsgi.service.log"]);
+    let (_, file, _) = m.exec(&["cat", "/var/log/wsgi/hello.log"]);
     for (name, text) in [("journal", &journal), ("log file", &file)] {
         assert!(
             text.contains("Listening at: http://0.0.0.0:80"),
@@ -76,7 +76,7 @@ fn hello_deploys_and_every_config_change_is_live_without_restarts() {
     drop(status);
     assert!(proc_status.contains("NoNewPrivs:\t1"), "{proc_status}");
     let (_, user, _) = m.exec(&["ps", "-o", "user=", "-p", &pid.to_string()]);
-    assert_eq!(user.trim(), "wsgi");
+    assert_eq!(user.trim(), "wsgi-hello");
 
     // environment_variables: live after one hook, by a reload (same master).
     let secret = "tok3n-7f9c pa ss=w\"ord$HOME`x`";
@@ -96,7 +96,7 @@ fn hello_deploys_and_every_config_change_is_live_without_restarts() {
     // The environment file: 0640 root:wsgi; the secret nowhere else under
     // /etc or /var/log, nor in the unit's log.
     let (_, stat, _) = m.exec(&["stat", "-c", "%a %U %G", "/etc/wsgi/hello/environment"]);
-    assert_eq!(stat.trim(), "640 root wsgi");
+    assert_eq!(stat.trim(), "640 root wsgi-hello");
     let (_, found, _) = m.exec(&["grep", "-rlF", "tok3n-7f9c", "/etc", "/var/log"]);
     let found: Vec<&str> = found.lines().collect();
     assert_eq!(found, ["/etc/wsgi/hello/environment"], "the secret leaked");

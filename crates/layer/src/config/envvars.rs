@@ -40,6 +40,21 @@ pub const RESERVED: &[(&str, &str)] = &[
     ("LISTEN_FDNAMES", "used by systemd socket passing"),
     ("GUNICORN_FD", "used by gunicorn's USR2 upgrade"),
     ("GUNICORN_PID", "used by gunicorn's USR2 upgrade"),
+    ("GCONV_PATH", "makes the C library load code"),
+    ("LOCPATH", "makes the C library load code"),
+    ("NLSPATH", "makes the C library load files"),
+    ("HOSTALIASES", "redirects host name lookups"),
+    ("GLIBC_TUNABLES", "tunes the C library (an attack surface)"),
+];
+
+/// Prefixes of names an operator may not set: the dynamic loader's and the
+/// allocator's variables make any program load code or behave otherwise.
+pub const RESERVED_PREFIXES: &[(&str, &str)] = &[
+    (
+        "LD_",
+        "the dynamic loader's variables make programs load code",
+    ),
+    ("MALLOC_", "tunes the C library's allocator"),
 ];
 
 /// True for an environment variable name the layer accepts: `[A-Za-z_][A-Za-z0-9_]*`.
@@ -85,7 +100,11 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, Vec<String>> {
             ));
             continue;
         }
-        if let Some((_, why)) = RESERVED.iter().find(|(k, _)| *k == key) {
+        let reserved = RESERVED
+            .iter()
+            .find(|(k, _)| *k == key)
+            .or_else(|| RESERVED_PREFIXES.iter().find(|(p, _)| key.starts_with(p)));
+        if let Some((_, why)) = reserved {
             problems.push(format!("{key} is reserved ({why})"));
             continue;
         }
@@ -162,6 +181,15 @@ mod tests {
             vec![
                 "MONGO_URL is reserved (set from the mongo relation)",
                 "GUNICORN_CMD_ARGS is reserved (would bypass the extra_gunicorn_args allow-list)",
+            ]
+        );
+        assert_eq!(
+            parse("LD_PRELOAD=/srv/a/current/evil.so LD_LIBRARY_PATH=/x MALLOC_ARENA_MAX=2 GCONV_PATH=/x").unwrap_err(),
+            vec![
+                "LD_PRELOAD is reserved (the dynamic loader's variables make programs load code)",
+                "LD_LIBRARY_PATH is reserved (the dynamic loader's variables make programs load code)",
+                "MALLOC_ARENA_MAX is reserved (tunes the C library's allocator)",
+                "GCONV_PATH is reserved (makes the C library load code)",
             ]
         );
         assert_eq!(

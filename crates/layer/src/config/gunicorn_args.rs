@@ -121,9 +121,9 @@ pub fn check(words: &[String]) -> Vec<String> {
             ArgKind::Int => {
                 !value.is_empty() && value.len() <= 9 && value.chars().all(|c| c.is_ascii_digit())
             }
-            ArgKind::LogLevel => {
-                ["debug", "info", "warning", "error", "critical"].contains(&value.as_str())
-            }
+            // Not debug: at debug gunicorn logs its whole configuration at
+            // every start and reload, the environment (DATABASE_URL...) with it.
+            ArgKind::LogLevel => ["info", "warning", "error", "critical"].contains(&value.as_str()),
             ArgKind::HeaderMap => ["drop", "refuse", "dangerous"].contains(&value.as_str()),
             ArgKind::Text | ArgKind::Flag | ArgKind::ProxyMode => {
                 !value.chars().any(char::is_control)
@@ -132,7 +132,9 @@ pub fn check(words: &[String]) -> Vec<String> {
         if !ok {
             let want = match kind {
                 ArgKind::Int => "a non-negative integer",
-                ArgKind::LogLevel => "one of debug, info, warning, error, critical",
+                ArgKind::LogLevel => {
+                    "one of info, warning, error, critical (debug would print the environment, secrets included)"
+                }
                 ArgKind::HeaderMap => "one of drop, refuse, dangerous",
                 ArgKind::Text | ArgKind::Flag | ArgKind::ProxyMode => {
                     "text without control characters"

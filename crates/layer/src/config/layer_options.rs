@@ -6,14 +6,16 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::paths::check_abs_path;
+use super::paths::{AppName, check_abs_path};
 
 /// Validated layer options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerOptions {
     /// Where each application's directory lives (absolute, normalised).
     pub application_root: PathBuf,
-    /// The system user and group gunicorn and provision_command run as.
+    /// The system user and group gunicorn, the installer and
+    /// provision_command run as: `wsgi.username` if set, else one of the
+    /// application's own ([`default_user`]).
     pub username: String,
 }
 
@@ -46,14 +48,27 @@ struct Wsgi {
     username: Option<String>,
 }
 
-impl Default for LayerOptions {
-    /// layer:wsgi's defaults: `/srv` and `wsgi`.
-    fn default() -> Self {
+impl LayerOptions {
+    /// The defaults for `app`: `/srv`, and a user of the app's own.
+    pub fn for_app(app: &AppName) -> Self {
         Self {
             application_root: PathBuf::from("/srv"),
-            username: "wsgi".to_owned(),
+            username: default_user(app),
         }
     }
+}
+
+/// The user of an application that names none: `wsgi-<app>`, so that two
+/// applications on one machine never share one (each reads only its own
+/// environment file and signals only its own processes). Names longer than
+/// useradd's 32 characters keep a prefix and a hash of the whole.
+pub fn default_user(app: &AppName) -> String {
+    let name = format!("wsgi-{app}");
+    if name.len() <= 32 {
+        return name;
+    }
+    let hash = machine::digest(app.as_str().as_bytes());
+    format!("wsgi-{}-{}", &app.as_str()[..18], &hash[..8])
 }
 
 /// True for a name `useradd` accepts and that is safe in a unit file:
@@ -66,12 +81,13 @@ pub fn is_valid_username(name: &str) -> bool {
 }
 
 impl LayerOptions {
-    /// Parse and validate the text of `layer.yaml`. Missing options take
-    /// layer:wsgi's defaults; other options and layers are ignored.
-    pub fn from_yaml(text: &str) -> Result<Self, LayerOptionsError> {
+    /// Parse and validate the text of `layer.yaml` for `app`. Missing
+    /// options take the defaults ([`LayerOptions::for_app`]); other options
+    /// and layers are ignored.
+    pub fn from_yaml(text: &str, app: &AppName) -> Result<Self, LayerOptionsError> {
         let file: File =
             serde_saphyr::from_str(text).map_err(|e| LayerOptionsError::Parse(e.to_string()))?;
-        let defaults = Self::default();
+        let defaults = Self::for_app(app);
         let mut problems = Vec::new();
         let root = file
             .options
@@ -109,25 +125,34 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
     use super::*;
 
+    fn app() -> AppName {
+        AppName::new("hello").unwrap()
+    }
+
     #[test]
     fn reads_the_charm_layer_yaml() {
         let text = include_str!("../../../../layer.yaml");
         assert_eq!(
-            LayerOptions::from_yaml(text).unwrap(),
-            LayerOptions::default()
+            LayerOptions::from_yaml(text, &app()).unwrap(),
+            LayerOptions::for_app(&app())
         );
     }
 
     #[test]
-    fn defaults_when_absent() {
+    fn defaults_when_absent_and_a_user_per_app() {
+        let d = LayerOptions::from_yaml("{}", &app()).unwrap();
+        assert_eq!(d, LayerOptions::for_app(&app()));
+        assert_eq!(d.username, "wsgi-hello");
         assert_eq!(
-            LayerOptions::from_yaml("{}").unwrap(),
-            LayerOptions::default()
+            LayerOptions::from_yaml("options: {basic: {use_venv: true}}", &app()).unwrap(),
+            d
         );
-        assert_eq!(
-            LayerOptions::from_yaml("options: {basic: {use_venv: true}}").unwrap(),
-            LayerOptions::default()
-        );
+        let named = LayerOptions::from_yaml("options: {wsgi: {username: web}}", &app()).unwrap();
+        assert_eq!(named.username, "web");
+        let long = AppName::new(&"a".repeat(60)).unwrap();
+        let u = default_user(&long);
+        assert!(u.len() <= 32 && is_valid_username(&u), "{u}");
+        assert_ne!(u, default_user(&AppName::new(&"a".repeat(59)).unwrap()));
     }
 
     #[test]
@@ -152,13 +177,15 @@ mod tests {
         ];
         for (yaml, want) in cases {
             assert_eq!(
-                LayerOptions::from_yaml(yaml).unwrap_err().to_string(),
+                LayerOptions::from_yaml(yaml, &app())
+                    .unwrap_err()
+                    .to_string(),
                 want,
                 "{yaml}"
             );
         }
         assert!(matches!(
-            LayerOptions::from_yaml("options: [").unwrap_err(),
+            LayerOptions::from_yaml("options: [", &app()).unwrap_err(),
             LayerOptionsError::Parse(_)
         ));
     }

@@ -17,8 +17,9 @@ pub mod envvars;
 pub mod gunicorn_args;
 pub mod layer_options;
 pub mod paths;
+pub mod requirements;
 
-use self::paths::{check_abs_path, check_rel_path};
+use self::paths::{AppPaths, check_abs_path, check_rel_path};
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +34,8 @@ pub struct Config {
     pub provision_timeout: u32,
     /// Wheel directory relative to the application directory, if any.
     pub pip_cache_dir: Option<String>,
-    /// gunicorn's log file (absolute, under /var/log), or None for the journal only.
-    pub wsgi_logfile_path: Option<PathBuf>,
+    /// gunicorn's log file besides the journal.
+    pub wsgi_logfile_path: LogFile,
     /// Debian packages (`name` or `name=version`).
     pub apt_dependencies: Vec<String>,
     /// The operator's variables (reserved keys refused, last duplicate wins).
@@ -63,6 +64,16 @@ pub struct Config {
     pub database_roles: Vec<String>,
     /// Extensions to request (pgsql).
     pub database_extensions: Vec<String>,
+    /// The package index to install from, instead of PyPI.
+    pub index_url: Option<String>,
+    /// Further package indexes.
+    pub extra_index_url: Vec<String>,
+    /// Hosts whose index is used without TLS verification.
+    pub trusted_host: Vec<String>,
+    /// The service's memory limit (`MemoryMax=`), e.g. `512M`; None: none.
+    pub memory_max: Option<String>,
+    /// The service's task limit (`TasksMax=`).
+    pub tasks_max: u32,
 }
 
 /// One problem with one option.
@@ -116,7 +127,7 @@ fn default_of(option: &str) -> Value {
         "port" => Value::from(80),
         "wsgi_module" => Value::from("wsgi:application"),
         "provision_timeout" => Value::from(600),
-        "wsgi_logfile_path" => Value::from("/var/log/wsgi.service.log"),
+        "tasks_max" => Value::from(512),
         "workers" | "max_requests" => Value::from(0),
         "worker_class" => Value::from("sync"),
         "threads" => Value::from(1),
@@ -317,20 +328,37 @@ fn pip_cache_dir(r: &mut OptionReader<'_>) -> Option<String> {
     }
 }
 
-fn wsgi_logfile_path(r: &mut OptionReader<'_>) -> Option<PathBuf> {
-    let s = r.string("wsgi_logfile_path").filter(|s| !s.is_empty())?;
+/// Where gunicorn's log goes besides the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFile {
+    /// The application's own, `/var/log/wsgi/<app>.log` (the option empty):
+    /// log collectors read files under /var/log.
+    Default,
+    /// A file the operator chose, absolute and under /var/log.
+    At(PathBuf),
+    /// The journal only (`none`).
+    JournalOnly,
+}
+
+fn wsgi_logfile_path(r: &mut OptionReader<'_>) -> LogFile {
+    let Some(s) = r.string("wsgi_logfile_path").filter(|s| !s.is_empty()) else {
+        return LogFile::Default;
+    };
+    if s == "none" {
+        return LogFile::JournalOnly;
+    }
     match check_abs_path(&s) {
-        Ok(()) if s.starts_with("/var/log/") => Some(PathBuf::from(s)),
+        Ok(()) if s.starts_with("/var/log/") => LogFile::At(PathBuf::from(s)),
         Ok(()) => {
             r.fail(
                 "wsgi_logfile_path",
                 format!("{} is not under /var/log", quoted(&s)),
             );
-            None
+            LogFile::Default
         }
         Err(e) => {
             r.fail("wsgi_logfile_path", e);
-            None
+            LogFile::Default
         }
     }
 }
@@ -396,6 +424,87 @@ fn extra_gunicorn_args(r: &mut OptionReader<'_>) -> Vec<String> {
     words
 }
 
+/// An index URL: http(s), no whitespace or control characters (it goes into
+/// the installer's arguments, never through a shell).
+fn check_index_url(u: &str) -> Result<(), String> {
+    let scheme_ok = u.starts_with("https://") || u.starts_with("http://");
+    if scheme_ok && u.len() > 8 && !u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Ok(())
+    } else {
+        Err(format!("{} is not an http(s) URL", quoted(u)))
+    }
+}
+
+fn index_url(r: &mut OptionReader<'_>) -> Option<String> {
+    let s = r.string("index_url").filter(|s| !s.is_empty())?;
+    match check_index_url(&s) {
+        Ok(()) => Some(s),
+        Err(e) => {
+            r.fail("index_url", e);
+            None
+        }
+    }
+}
+
+fn url_list(r: &mut OptionReader<'_>, option: &'static str) -> Vec<String> {
+    let mut urls = Vec::new();
+    for u in r.string(option).unwrap_or_default().split_whitespace() {
+        match check_index_url(u) {
+            Ok(()) => urls.push(u.to_owned()),
+            Err(e) => r.fail(option, e),
+        }
+    }
+    urls
+}
+
+fn trusted_hosts(r: &mut OptionReader<'_>) -> Vec<String> {
+    let mut hosts = Vec::new();
+    for h in r
+        .string("trusted_host")
+        .unwrap_or_default()
+        .split_whitespace()
+    {
+        let (name, port) = h.rsplit_once(':').unwrap_or((h, "1"));
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+            && port.parse::<u16>().is_ok_and(|p| p > 0);
+        if ok {
+            hosts.push(h.to_owned());
+        } else {
+            r.fail(
+                "trusted_host",
+                format!("{} is not a host or host:port", quoted(h)),
+            );
+        }
+    }
+    hosts
+}
+
+/// `512M`, `2G`, `1073741824`, or a percentage of the machine's memory.
+fn memory_max(r: &mut OptionReader<'_>) -> Option<String> {
+    let s = r.string("memory_max").filter(|s| !s.is_empty())?;
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let ok = !digits.is_empty()
+        && digits.len() <= 15
+        && matches!(unit, "" | "K" | "M" | "G" | "T" | "%")
+        && (unit != "%" || digits.parse::<u32>().is_ok_and(|p| (1..=100).contains(&p)));
+    if ok {
+        Some(s)
+    } else {
+        r.fail(
+            "memory_max",
+            format!(
+                "{} is not a size (bytes, or a number with K, M, G, T; or a percentage 1-100%)",
+                quoted(&s)
+            ),
+        );
+        None
+    }
+}
+
 fn database_name(r: &mut OptionReader<'_>) -> Option<String> {
     let s = r.string("database_name").filter(|s| !s.is_empty())?;
     if is_pg_name(&s) {
@@ -456,6 +565,11 @@ impl Config {
             database_name: database_name(&mut r),
             database_roles: comma_names(&mut r, "database_roles"),
             database_extensions: comma_names(&mut r, "database_extensions"),
+            index_url: index_url(&mut r),
+            extra_index_url: url_list(&mut r, "extra_index_url"),
+            trusted_host: trusted_hosts(&mut r),
+            memory_max: memory_max(&mut r),
+            tasks_max: r.int("tasks_max", 16, 1_000_000, "a number of tasks"),
         };
         if r.errors.is_empty() {
             Ok(config)
@@ -469,6 +583,15 @@ impl Config {
     /// relative path has no `..`, no absolute part and no empty component.
     pub fn pip_cache_path(&self, source_dir: &Path) -> Option<PathBuf> {
         self.pip_cache_dir.as_ref().map(|rel| source_dir.join(rel))
+    }
+
+    /// gunicorn's log file (None: the journal only).
+    pub fn log_file(&self, paths: &AppPaths) -> Option<PathBuf> {
+        match &self.wsgi_logfile_path {
+            LogFile::Default => Some(paths.default_log_file.clone()),
+            LogFile::At(p) => Some(p.clone()),
+            LogFile::JournalOnly => None,
+        }
     }
 
     /// `max_requests_jitter`: 10% of max_requests (0 when recycling is off).
@@ -498,10 +621,8 @@ mod tests {
         assert_eq!(c.port, 80);
         assert_eq!(c.workers, 5);
         assert_eq!(c.wsgi_module, "wsgi:application");
-        assert_eq!(
-            c.wsgi_logfile_path,
-            Some(PathBuf::from("/var/log/wsgi.service.log"))
-        );
+        assert_eq!(c.wsgi_logfile_path, LogFile::Default);
+        assert_eq!(c.tasks_max, 512);
         assert!(c.environment_variables.is_empty());
         assert_eq!(c.max_requests_jitter(), 0);
     }
@@ -513,8 +634,8 @@ mod tests {
                 "port": 8080, "workers": 3, "max_requests": 1000, "pip_cache_dir": "wheels/",
                 "provision_command": "python manage.py migrate --noinput",
                 "apt_dependencies": "libpq5 libjpeg62-turbo=1:2.1.5-2",
-                "extra_gunicorn_args": "--graceful-timeout 60 --forwarded-allow-ips=* --log-level=debug --proxy-protocol",
-                "database_roles": "a, b", "wsgi_logfile_path": "",
+                "extra_gunicorn_args": "--graceful-timeout 60 --forwarded-allow-ips=* --log-level=warning --proxy-protocol",
+                "database_roles": "a, b", "wsgi_logfile_path": "none",
             }),
             4,
         )
@@ -530,7 +651,7 @@ mod tests {
             Some(PathBuf::from("/srv/a/current/wheels"))
         );
         assert_eq!(c.database_roles, ["a", "b"]);
-        assert_eq!(c.wsgi_logfile_path, None);
+        assert_eq!(c.wsgi_logfile_path, LogFile::JournalOnly);
         assert_eq!(c.apt_dependencies, ["libpq5", "libjpeg62-turbo=1:2.1.5-2"]);
     }
 
@@ -691,7 +812,31 @@ mod tests {
             ),
             (
                 json!({"extra_gunicorn_args": "--log-level loud"}),
-                "extra_gunicorn_args: --log-level: \"loud\" is not one of debug, info, warning, error, critical",
+                "extra_gunicorn_args: --log-level: \"loud\" is not one of info, warning, error, critical (debug would print the environment, secrets included)",
+            ),
+            (
+                json!({"extra_gunicorn_args": "--log-level=debug"}),
+                "extra_gunicorn_args: --log-level: \"debug\" is not one of info, warning, error, critical (debug would print the environment, secrets included)",
+            ),
+            (
+                json!({"index_url": "ftp://mirror/simple"}),
+                "index_url: \"ftp://mirror/simple\" is not an http(s) URL",
+            ),
+            (
+                json!({"extra_index_url": "https://a/simple https://b c"}),
+                "extra_index_url: \"c\" is not an http(s) URL",
+            ),
+            (
+                json!({"trusted_host": "mirror.example:x"}),
+                "trusted_host: \"mirror.example:x\" is not a host or host:port",
+            ),
+            (
+                json!({"memory_max": "lots"}),
+                "memory_max: \"lots\" is not a size (bytes, or a number with K, M, G, T; or a percentage 1-100%)",
+            ),
+            (
+                json!({"tasks_max": 2}),
+                "tasks_max: 2 is not a number of tasks (16-1000000)",
             ),
             (
                 json!({"extra_gunicorn_args": "--no-sendfile=1"}),

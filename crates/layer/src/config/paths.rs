@@ -134,6 +134,16 @@ pub struct AppPaths {
     pub unit_file: PathBuf,
     /// `/etc/logrotate.d/wsgi-<app>`.
     pub logrotate: PathBuf,
+    /// `/var/log/wsgi`: root-owned, the default home of the apps' log files.
+    pub log_dir: PathBuf,
+    /// `/var/log/wsgi/<app>.log`: the default wsgi_logfile_path.
+    pub default_log_file: PathBuf,
+    /// `/var/cache/wsgi/<app>`: the installer's cache (its HOME), owned by
+    /// the app's user.
+    pub cache_dir: PathBuf,
+    /// `/run/wsgi/<app>`: root's files for the app's transient units (the
+    /// installer's environment), 0700.
+    pub run_dir: PathBuf,
 }
 
 impl AppPaths {
@@ -163,6 +173,10 @@ impl AppPaths {
             unit_file: Path::new("/etc/systemd/system").join(&service),
             service,
             logrotate: PathBuf::from(format!("/etc/logrotate.d/wsgi-{app}")),
+            log_dir: PathBuf::from("/var/log/wsgi"),
+            default_log_file: PathBuf::from(format!("/var/log/wsgi/{app}.log")),
+            cache_dir: Path::new("/var/cache/wsgi").join(app.as_str()),
+            run_dir: Path::new("/run/wsgi").join(app.as_str()),
             app_dir,
         })
     }

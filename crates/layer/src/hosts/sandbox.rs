@@ -5,13 +5,12 @@
 //! every charm under a fake Juju; it also lets the binary's own tests run
 //! real hooks without touching the test machine.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use machine::systemd::{ActiveState, Systemctl, UnitState};
 
-use crate::seams::Host;
+use crate::seams::{Host, ProvisionRun};
 
 /// Side effects confined to a directory.
 pub struct SandboxHost {
@@ -66,7 +65,13 @@ impl Host for SandboxHost {
         Ok(machine::digest(&bytes)[..16].to_owned())
     }
 
-    fn ensure_venv(&mut self, venv: &Path, app: &Path, _: Option<&Path>) -> anyhow::Result<String> {
+    fn ensure_venv(
+        &mut self,
+        venv: &Path,
+        app: &Path,
+        _: Option<&Path>,
+        _: &machine::venv::Build,
+    ) -> anyhow::Result<String> {
         let reqs = std::fs::read(self.path(&app.join("requirements.txt"))).unwrap_or_default();
         let inputs = format!("{} {}", venv.display(), machine::digest(&reqs));
         let marker = self.path(&venv.join(".inputs"));
@@ -163,17 +168,12 @@ impl Host for SandboxHost {
         Ok("HTTP/1.1 200 OK (sandbox)".into())
     }
 
-    fn provision(
-        &mut self,
-        argv: &[String],
-        user: &str,
-        dir: &Path,
-        _: &BTreeMap<String, String>,
-        _: u32,
-    ) -> anyhow::Result<()> {
-        let mut line = vec!["runuser", "-u", user, "--"];
+    fn provision(&mut self, argv: &[String], run: &ProvisionRun<'_>) -> anyhow::Result<()> {
+        let unit = format!("--unit={}", run.unit);
+        let user = format!("--uid={}", run.user);
+        let mut line = vec!["systemd-run", unit.as_str(), user.as_str(), "--"];
         line.extend(argv.iter().map(String::as_str));
-        let dir = dir.display().to_string();
+        let dir = run.dir.display().to_string();
         line.extend(["#", "in", dir.as_str()]);
         self.record(&line)
     }

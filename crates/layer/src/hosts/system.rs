@@ -1,14 +1,12 @@
 //! The real machine as the layer's [`Host`], over the machine crate.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use machine::Cmd;
 use machine::systemd::{Systemctl, UnitState};
 
 use crate::reconcile::GUNICORN;
-use crate::seams::Host;
+use crate::seams::{Host, ProvisionRun};
 
 /// The machine the hook runs on.
 #[derive(Debug, Default)]
@@ -44,9 +42,15 @@ impl Host for SystemHost {
         venv: &Path,
         app_dir: &Path,
         wheels: Option<&Path>,
+        build: &machine::venv::Build,
     ) -> anyhow::Result<String> {
-        let requirements =
-            std::fs::read_to_string(app_dir.join("requirements.txt")).unwrap_or_default();
+        let read = |p: &Path| -> anyhow::Result<String> {
+            let bytes = machine::venv::read_app_file(p, machine::venv::MAX_REQUIREMENTS)?;
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        // Where code comes from is the operator's to say, not the app's.
+        crate::config::requirements::check(app_dir, &mut |p| read(p))?;
+        let requirements = read(&app_dir.join("requirements.txt"))?;
         let extra = if names_gunicorn(&requirements) {
             Vec::new()
         } else {
@@ -58,6 +62,7 @@ impl Host for SystemHost {
             wheels,
             extra: &extra,
             pins: GUNICORN,
+            build,
         };
         Ok(machine::venv::ensure(&req)?)
     }
@@ -149,24 +154,25 @@ impl Host for SystemHost {
         Ok(machine::health::wait_healthy(port, path, timeout)?)
     }
 
-    fn provision(
-        &mut self,
-        argv: &[String],
-        user: &str,
-        dir: &Path,
-        env: &BTreeMap<String, String>,
-        timeout_s: u32,
-    ) -> anyhow::Result<()> {
+    fn provision(&mut self, argv: &[String], run: &ProvisionRun<'_>) -> anyhow::Result<()> {
         let Some((program, args)) = argv.split_first() else {
             return Ok(());
         };
-        Cmd::new(program)
-            .args(args)
-            .as_user(user)
-            .dir(dir)
-            .env_clear(env.iter().map(|(k, v)| (k.clone(), v.clone())))
-            .timeout(Duration::from_secs(u64::from(timeout_s.max(1))))
-            .run()?;
+        let sandbox = machine::sandbox::Sandbox {
+            name: run.unit.clone(),
+            user: run.user.to_owned(),
+            dir: run.dir.to_owned(),
+            writable: run.writable.clone(),
+            env_files: vec![run.env_file.to_owned()],
+            env: run
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            timeout: Duration::from_secs(u64::from(run.timeout_s.max(1))),
+            umask: "0077",
+        };
+        sandbox.run(program, args)?;
         Ok(())
     }
 

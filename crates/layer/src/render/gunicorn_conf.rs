@@ -75,7 +75,7 @@ impl GunicornSpec {
             max_requests: config.max_requests,
             max_requests_jitter: config.max_requests_jitter(),
             forwarded_allow_ips: ips,
-            log_file: config.wsgi_logfile_path.clone(),
+            log_file: config.log_file(paths),
             wsgi_app: config.wsgi_module.clone(),
             chdir: paths.current.clone(),
             env_file: paths.env_file.clone(),

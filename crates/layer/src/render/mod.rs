@@ -136,9 +136,8 @@ impl DesiredState {
             render_gunicorn_conf(&GunicornSpec::new(config, paths, &relations.proxies))?;
         let env_file = render_env_file(&merge(&config.environment_variables, &relations.env))?;
         let logrotate = config
-            .wsgi_logfile_path
-            .as_deref()
-            .map(render_logrotate)
+            .log_file(paths)
+            .map(|f| render_logrotate(&f))
             .transpose()?;
         let hashes = Hashes {
             unit: digest(unit.as_bytes()),
@@ -167,9 +166,9 @@ mod tests {
 
     fn state(config: serde_json::Value, db: Option<&str>, source: &str) -> DesiredState {
         let c = Config::from_json(&config, 2).unwrap();
-        let layer = LayerOptions::default();
-        let paths =
-            AppPaths::new(&layer.application_root, &AppName::new("hello").unwrap()).unwrap();
+        let app = AppName::new("hello").unwrap();
+        let layer = LayerOptions::for_app(&app);
+        let paths = AppPaths::new(&layer.application_root, &app).unwrap();
         let mut rel = RelationInputs::default();
         if let Some(db) = db {
             rel.env.insert("DATABASE_URL".into(), db.into());
@@ -200,8 +199,13 @@ mod tests {
                 state(json!({"extra_gunicorn_args": "--backlog 64"}), None, "r1"),
                 Action::Restart,
             ),
+            (state(json!({"tasks_max": 64}), None, "r1"), Action::Restart),
             (
-                state(json!({"wsgi_logfile_path": ""}), None, "r1"),
+                state(
+                    json!({"wsgi_logfile_path": "/var/log/hello/other.log"}),
+                    None,
+                    "r1",
+                ),
                 Action::Restart,
             ),
             // Not seen by the service at all.
@@ -213,6 +217,11 @@ mod tests {
         for (i, (s, want)) in cases.iter().enumerate() {
             assert_eq!(action(&base, &s.hashes), *want, "case {i}");
         }
+        // The journal only: no file, nothing to rotate.
+        let journal = state(json!({"wsgi_logfile_path": "none"}), None, "r1");
+        assert_eq!(journal.logrotate, None);
+        assert!(!journal.gunicorn_conf.contains("/var/log"));
+        assert_eq!(action(&base, &journal.hashes), Action::Restart);
         let mut h = base.clone();
         h.venv = "x".into();
         assert_eq!(action(&base, &h), Action::Restart);
@@ -226,16 +235,6 @@ mod tests {
             action(&base, &h),
             Action::Restart,
             "a restart covers a reload"
-        );
-    }
-
-    #[test]
-    fn logrotate_only_with_a_log_file() {
-        assert!(state(json!({}), None, "r").logrotate.is_some());
-        assert!(
-            state(json!({"wsgi_logfile_path": ""}), None, "r")
-                .logrotate
-                .is_none()
         );
     }
 }

@@ -39,6 +39,10 @@ pub struct UnitSpec {
     /// The host must create it (owned by the user) before the first start:
     /// the file, not its directory, is bind-mounted writable.
     pub log_file: Option<PathBuf>,
+    /// `MemoryMax=`, when set.
+    pub memory_max: Option<String>,
+    /// `TasksMax=`.
+    pub tasks_max: u32,
 }
 
 /// Why a spec could not be rendered (only reachable by a spec not built
@@ -59,7 +63,9 @@ impl UnitSpec {
             venv_bin: paths.venv.join("bin"),
             extra_args: config.extra_gunicorn_args.clone(),
             port: config.port,
-            log_file: config.wsgi_logfile_path.clone(),
+            log_file: config.log_file(paths),
+            memory_max: config.memory_max.clone(),
+            tasks_max: config.tasks_max,
         }
     }
 
@@ -165,36 +171,17 @@ PrivateUsers=yes
 ",
         );
     }
+    u.push_str("UMask=0077\n");
+    if let Some(m) = &spec.memory_max {
+        let _ = writeln!(u, "MemoryMax={m}");
+    }
+    let _ = writeln!(u, "TasksMax={}", spec.tasks_max);
+    // The same sandbox as every command run for the app (machine::sandbox).
+    for (key, value) in machine::systemd::HARDENING {
+        let _ = writeln!(u, "{key}={value}");
+    }
     u.push_str(
-        "\
-NoNewPrivileges=yes
-ProtectSystem=strict
-ProtectHome=yes
-PrivateTmp=yes
-PrivateDevices=yes
-PrivateIPC=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-ProtectProc=invisible
-ProcSubset=pid
-RestrictSUIDSGID=yes
-RestrictNamespaces=yes
-RestrictRealtime=yes
-RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
-LockPersonality=yes
-MemoryDenyWriteExecute=yes
-RemoveIPC=yes
-UMask=0077
-SystemCallArchitectures=native
-SystemCallFilter=@system-service
-SystemCallFilter=~@privileged @resources
-# gunicorn chowns its log files (a @privileged call): return EPERM instead of SIGSYS
-SystemCallErrorNumber=EPERM
-
+        "
 [Install]
 WantedBy=multi-user.target
 ",
@@ -211,9 +198,9 @@ mod tests {
 
     pub(crate) fn spec(config: serde_json::Value) -> UnitSpec {
         let c = Config::from_json(&config, 2).unwrap();
-        let layer = LayerOptions::default();
-        let paths =
-            AppPaths::new(&layer.application_root, &AppName::new("hello").unwrap()).unwrap();
+        let app = AppName::new("hello").unwrap();
+        let layer = LayerOptions::for_app(&app);
+        let paths = AppPaths::new(&layer.application_root, &app).unwrap();
         UnitSpec::new(&c, &layer, &paths)
     }
 
@@ -230,12 +217,6 @@ mod tests {
             "extra_gunicorn_args": "--graceful-timeout 60 --forwarded-allow-ips=* --access-logformat '%(h)s \"%(r)s\" $x'",
         }));
         insta::assert_snapshot!("unit_busy", render_unit(&s).unwrap());
-    }
-
-    #[test]
-    fn journal_only_has_no_writable_path() {
-        let u = render_unit(&spec(json!({"wsgi_logfile_path": ""}))).unwrap();
-        assert!(!u.contains("ReadWritePaths"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use interfaces::Databag;
 use machine::systemd::{ActiveState, Systemctl, UnitState};
 use reactive::{Engine, State};
 use serde_json::{Map, Value, json};
-use wsgi_layer::seams::RelationContext;
+use wsgi_layer::seams::{ProvisionRun, RelationContext};
 use wsgi_layer::{Host, Juju, LayerCtx, Status};
 
 #[derive(Default)]
@@ -159,7 +159,13 @@ impl Host for FakeHost {
         self.0.borrow_mut().calls.push("unpack".into());
         Ok("0123456789abcdef".into())
     }
-    fn ensure_venv(&mut self, _: &Path, _: &Path, _: Option<&Path>) -> anyhow::Result<String> {
+    fn ensure_venv(
+        &mut self,
+        _: &Path,
+        _: &Path,
+        _: Option<&Path>,
+        _: &machine::venv::Build,
+    ) -> anyhow::Result<String> {
         Ok("py3.11 req".into())
     }
     fn write_file(
@@ -213,14 +219,7 @@ impl Host for FakeHost {
             Err(e("connection refused"))
         }
     }
-    fn provision(
-        &mut self,
-        argv: &[String],
-        _: &str,
-        _: &Path,
-        _: &BTreeMap<String, String>,
-        _: u32,
-    ) -> anyhow::Result<()> {
+    fn provision(&mut self, argv: &[String], _: &ProvisionRun<'_>) -> anyhow::Result<()> {
         self.0
             .borrow_mut()
             .calls
@@ -311,7 +310,7 @@ fn deploy_serves_and_opens_the_port() {
     let mut u = Unit::new();
     let calls = u.hook("install");
     assert!(
-        calls.contains(&"apt python3-venv".into()) && calls.contains(&"useradd wsgi".into()),
+        calls.contains(&"apt python3-venv".into()) && calls.contains(&"useradd wsgi-hello".into()),
         "{calls:?}"
     );
     assert_eq!(has(&calls, "systemctl start"), 1);

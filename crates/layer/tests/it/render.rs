@@ -208,7 +208,7 @@ mod wsgi_render {
     }
 
     fn layer() -> LayerOptions {
-        LayerOptions::default()
+        LayerOptions::for_app(&AppName::new("hello").unwrap())
     }
 
     fn paths() -> AppPaths {
