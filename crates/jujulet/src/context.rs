@@ -24,6 +24,8 @@ pub const CTX_BASE_ENV: &str = "JUJULET_CTX_BASE";
 pub const CONTEXT_FILE: &str = "context.json";
 pub const PENDING_FILE: &str = "pending.json";
 pub const IMMEDIATE_FILE: &str = "immediate.jsonl";
+/// An action's results, its failure and its log, written by the action tools.
+pub const ACTION_FILE: &str = "action.json";
 
 /// Context ids are `wsgi/0-install-<hex>`; the dir name cannot hold the `/`.
 pub fn dir_name(context_id: &str) -> String {
@@ -58,6 +60,28 @@ pub struct Context {
     pub private_address: String,
     /// Endpoints of the charm (network-get bindings).
     pub endpoints: Vec<String>,
+    /// The action this context runs, if it is one.
+    #[serde(default)]
+    pub action: Option<CtxAction>,
+}
+
+/// The action a context runs: its name and its validated parameters
+/// (defaults filled in).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CtxAction {
+    pub name: String,
+    pub params: serde_json::Map<String, Value>,
+}
+
+/// What the action tools recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// action-set results, nested by their dotted keys.
+    pub results: serde_json::Map<String, Value>,
+    /// action-fail's message (the action failed if set).
+    pub failed: Option<String>,
+    /// action-log lines.
+    pub log: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +177,14 @@ pub fn read_context(dir: &Path) -> Result<Context, ContextError> {
 
 pub fn write_context(dir: &Path, ctx: &Context) -> Result<(), ContextError> {
     write_json(&dir.join(CONTEXT_FILE), ctx, "writing the hook context")
+}
+
+pub fn read_action(dir: &Path) -> ActionRecord {
+    read_json(&dir.join(ACTION_FILE), "reading the action record").unwrap_or_default()
+}
+
+pub fn write_action(dir: &Path, record: &ActionRecord) -> Result<(), ContextError> {
+    write_json(&dir.join(ACTION_FILE), record, "writing the action record")
 }
 
 pub fn read_pending(dir: &Path) -> Result<Pending, ContextError> {

@@ -60,8 +60,18 @@ enum Command {
     },
     /// Remove the relation on ENDPOINT (departed, broken).
     Unrelate { endpoint: String },
-    /// Run one hook, e.g. update-status.
-    Run { hook: String },
+    /// Run one hook, e.g. update-status (jujulet's own: Juju runs hooks by itself).
+    Hook { hook: String },
+    /// Run an action on the unit, as `juju run UNIT ACTION [key=value...]`
+    /// does (values read as YAML scalars, dotted keys nest).
+    Run {
+        unit: String,
+        action: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        params: Vec<String>,
+    },
+    /// Reboot the machine (its disk kept); Juju then runs the start hook.
+    Reboot,
     /// Retry the failed hook and carry on.
     Resolve,
     /// The unit, its statuses, ports and relations.
@@ -227,7 +237,37 @@ impl Session {
                 progress(&format!("related {endpoint}:{id} to {stand_in}"));
             }
             Command::Unrelate { endpoint } => s.unrelate(model, &endpoint)?,
-            Command::Run { hook } => s.run_hook_named(model, &hook)?,
+            Command::Hook { hook } => s.run_hook_named(model, &hook)?,
+            Command::Run {
+                unit,
+                action,
+                params,
+            } => {
+                if unit != model.unit {
+                    bail!(
+                        "unit {unit:?} not found; this model has {} (try `jujulet status`)",
+                        model.unit
+                    );
+                }
+                let charm =
+                    Paths::new(self.machine.as_ref()).host(&install::charm_dir(&model.unit_tag()));
+                let actions = jujulet::model::actions::read(&charm)?;
+                let params = jujulet::model::actions::params(&actions, &action, &params)?;
+                let outcome = s.run_action(model, &action, params)?;
+                print_action(model, &outcome);
+            }
+            Command::Reboot => {
+                drop(s);
+                self.machine.reboot(progress)?;
+                let s = Scheduler::new(
+                    &self.model_dir,
+                    self.machine.as_ref(),
+                    &self.standins,
+                    progress,
+                );
+                // Juju runs start after a reboot (the uniter's reboot handling).
+                s.run_hook_named(&mut self.model, "start")?;
+            }
             Command::Resolve => s.resolve(model)?,
             Command::AttachResource {
                 resource: (name, path),
@@ -259,6 +299,38 @@ impl Session {
             | Command::Exec { .. } => unreachable!("handled in main"),
         }
         Ok(())
+    }
+}
+
+/// The action's outcome as `juju run` prints it: the operation and task,
+/// then the results as YAML; a failed task is an error (exit 1).
+fn print_action(model: &Model, o: &jujulet::scheduler::ActionOutcome) {
+    let tag = model.unit_tag();
+    out!("Running operation {} with 1 task", o.operation);
+    out!("  - task {} on {tag}", o.task);
+    out!();
+    out!("Waiting for task {}...", o.task);
+    if !o.record.results.is_empty() {
+        let text = jujulet::tools::format::render(
+            &serde_json::Value::Object(o.record.results.clone()),
+            jujulet::tools::format::Format::Yaml,
+        );
+        print!("{text}");
+    }
+    let failure = match (&o.record.failed, o.code) {
+        (Some(m), _) => Some(m.clone()),
+        (None, Some(0)) => None,
+        (None, Some(c)) => Some(format!("exit status {c}")),
+        (None, None) => Some("killed by a signal".into()),
+    };
+    if let Some(message) = failure {
+        out!("Action id {} failed: {message}", o.task);
+        eprintln!(
+            "ERROR the following task failed:\n id {:?} with return code {}\n\nuse 'juju show-task' to inspect the failure",
+            o.task.to_string(),
+            o.code.unwrap_or(1)
+        );
+        std::process::exit(1);
     }
 }
 

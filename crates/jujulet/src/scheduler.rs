@@ -22,6 +22,23 @@ use crate::model::{Agent, Hook, Model, ModelError, Relation, Status, Workload, r
 use crate::standin::{self, RelationSnapshot, StandIn, StandInError};
 
 pub const JUJU_VERSION: &str = "3.6.14";
+
+/// How a hook or an action ran.
+struct Ran {
+    ok: bool,
+    action: context::ActionRecord,
+    code: Option<i32>,
+}
+
+/// What `juju run` reports of an action.
+#[derive(Debug, Clone)]
+pub struct ActionOutcome {
+    pub operation: u64,
+    pub task: u64,
+    pub record: context::ActionRecord,
+    /// The exit code of dispatch (None: killed).
+    pub code: Option<i32>,
+}
 /// How many stand-in-triggered hooks one command may cause before the
 /// scheduler calls it a loop.
 pub const MAX_REACTIONS: usize = 100;
@@ -413,6 +430,42 @@ impl<'a> Scheduler<'a> {
 
     /// Run one hook; `Ok(true)` if it exited 0 and its writes were committed.
     pub fn run_one(&self, model: &mut Model, hook: &Hook) -> Result<bool, SchedError> {
+        Ok(self.execute(model, hook)?.ok)
+    }
+
+    /// Run the action `name` with validated `params` after whatever is
+    /// queued, as `juju run` does: its outcome. A failed action (action-fail
+    /// or a non-zero exit) does not put the unit in error.
+    pub fn run_action(
+        &self,
+        model: &mut Model,
+        name: &str,
+        params: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<ActionOutcome, SchedError> {
+        self.run_queue(model)?;
+        if let Some(failed) = &model.error_hook {
+            return Err(SchedError::InError {
+                hook: failed.name.clone(),
+            });
+        }
+        model.last_task_id += 2;
+        let task = model.last_task_id;
+        let hook = Hook::action(name, task, params);
+        let ran = self.execute(model, &hook)?;
+        // What the action changed (relation data) may make stand-ins react.
+        if ran.ok {
+            self.react_all(model)?;
+            self.run_queue(model)?;
+        }
+        Ok(ActionOutcome {
+            operation: task - 1,
+            task,
+            record: ran.action,
+            code: ran.code,
+        })
+    }
+
+    fn execute(&self, model: &mut Model, hook: &Hook) -> Result<Ran, SchedError> {
         // Membership changes as the hook starts (relation-list in joined shows
         // the joining unit, in departed no longer the departing one).
         if let Some(id) = hook.relation_id
@@ -485,13 +538,32 @@ impl<'a> Scheduler<'a> {
             }
         }
         let ok = output.status.success();
+        let action = context::read_action(&ctx_dir);
+        for line in &action.log {
+            log.push(format!(
+                "{tag}: {} INFO unit.{}.juju-log action {}: {line}",
+                clock(),
+                model.unit,
+                hook.name
+            ));
+            (self.progress)(&format!("{}: {line}", hook.name));
+        }
         if ok {
             let pending = context::read_pending(&ctx_dir)?;
             commit(model, &pending);
             model.agent = Status::new(Agent::Idle, "");
-            if hook.name == "start" {
+            if hook.name == "start" && hook.action.is_none() {
                 model.started = true;
             }
+        } else if hook.action.is_some() {
+            // A failed action is the action's failure, not the unit's.
+            model.agent = Status::new(Agent::Idle, "");
+            log.push(format!(
+                "{tag}: {} ERROR juju.worker.uniter.operation action {:?} failed: {}",
+                clock(),
+                hook.name,
+                output.status
+            ));
         } else {
             let code = output
                 .status
@@ -516,7 +588,11 @@ impl<'a> Scheduler<'a> {
             if ok { "done" } else { "FAILED" },
             started.elapsed().as_secs()
         ));
-        Ok(ok)
+        Ok(Ran {
+            ok,
+            action,
+            code: output.status.code(),
+        })
     }
 
     /// Appends the hook's tool calls to `tool-calls.log` in the model dir,
@@ -644,6 +720,10 @@ impl<'a> Scheduler<'a> {
                 .chain(meta.peers.keys())
                 .cloned()
                 .collect(),
+            action: hook.action.as_ref().map(|a| context::CtxAction {
+                name: hook.name.clone(),
+                params: a.params.clone(),
+            }),
         })
     }
 
@@ -659,9 +739,18 @@ impl<'a> Scheduler<'a> {
         let tag = model.unit_tag();
         let tools = paths.as_seen_inside(&install::tools_dir(&tag));
         let charm = charm_seen.to_string_lossy().into_owned();
-        let mut env: Vec<(&str, String)> = vec![
-            ("JUJU_DISPATCH_PATH", format!("hooks/{}", hook.name)),
-            ("JUJU_HOOK_NAME", hook.name.clone()),
+        let mut env: Vec<(&str, String)> = match &hook.action {
+            None => vec![
+                ("JUJU_DISPATCH_PATH", format!("hooks/{}", hook.name)),
+                ("JUJU_HOOK_NAME", hook.name.clone()),
+            ],
+            Some(a) => vec![
+                ("JUJU_DISPATCH_PATH", format!("actions/{}", hook.name)),
+                ("JUJU_ACTION_NAME", hook.name.clone()),
+                ("JUJU_ACTION_UUID", a.id.to_string()),
+            ],
+        };
+        env.extend([
             ("JUJU_UNIT_NAME", model.unit.clone()),
             ("JUJU_MODEL_NAME", model.name.clone()),
             ("JUJU_MODEL_UUID", model.uuid.clone()),
@@ -695,7 +784,7 @@ impl<'a> Scheduler<'a> {
             ("DEBIAN_FRONTEND", "noninteractive".into()),
             ("APT_LISTCHANGES_FRONTEND", "none".into()),
             ("TERM", "tmux-256color".into()),
-        ];
+        ]);
         if let Some(rel) = hook.relation_id.and_then(|id| model.relation(id)) {
             env.push(("JUJU_RELATION", rel.endpoint.clone()));
             env.push(("JUJU_RELATION_ID", format!("{}:{}", rel.endpoint, rel.id)));

@@ -69,6 +69,14 @@ pub trait Machine {
     fn describe(&self) -> String;
     /// Power off and remove everything the machine left on the host. Idempotent.
     fn destroy(&mut self) -> Result<(), MachineError>;
+    /// Power off and boot again, the disk kept (nspawn only).
+    fn reboot(&mut self, progress: &dyn Fn(&str)) -> Result<(), MachineError> {
+        let _ = progress;
+        Err(MachineError::Invalid(format!(
+            "a {} machine cannot be rebooted by jujulet",
+            self.kind()
+        )))
+    }
 }
 
 /// A host directory made visible inside an nspawn machine.

@@ -8,7 +8,6 @@
 //! after destroy, for post-mortems), `<model>/machine/ovl` (the tmpfs) with
 //! `upper`, `work` and `merged` (the overlay; the machine's "/").
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -56,6 +55,9 @@ pub(super) struct NspawnState {
     /// The container's PID 1 (systemd), as the host sees it.
     pub leader: Option<Proc>,
     pub booted: bool,
+    /// The binds it boots with (again after a reboot).
+    #[serde(default)]
+    pub binds: Vec<super::Bind>,
 }
 
 impl NspawnState {
@@ -71,6 +73,7 @@ impl NspawnState {
             nspawn: None,
             leader: None,
             booted: false,
+            binds: Vec::new(),
         }
     }
 }
@@ -216,55 +219,9 @@ impl Nspawn {
             source,
         })?;
 
+        self.st.binds.clone_from(&options.binds);
         progress(&format!("booting {} (systemd-nspawn)", self.st.name));
-        let log = File::create(&self.st.log).map_err(|source| MachineError::Io {
-            what: "creating the nspawn log".into(),
-            path: self.st.log.clone(),
-            source,
-        })?;
-        let log2 = log.try_clone().map_err(|source| MachineError::Io {
-            what: "creating the nspawn log".into(),
-            path: self.st.log.clone(),
-            source,
-        })?;
-        let mut cmd = Command::new("setsid");
-        // setsid(1) does not fork when its caller is not a group leader
-        // (never the case for a spawned child), so the PID is nspawn's own;
-        // the new session keeps the terminal's Ctrl-C and hangup away.
-        cmd.args([
-            "systemd-nspawn",
-            "--boot",
-            "--register=no",
-            "--keep-unit",
-            "--console=passive",
-        ])
-        .arg(format!("--machine={}", self.st.name))
-        .arg("-D")
-        .arg(&self.st.merged);
-        for b in &options.binds {
-            cmd.arg(format!(
-                "--{}={}:{}",
-                if b.read_only { "bind-ro" } else { "bind" },
-                b.host.display(),
-                b.inside.display()
-            ));
-        }
-        let child = cmd
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| MachineError::Command {
-                cmd: "setsid systemd-nspawn …".into(),
-                code: format!("could not run: {e}"),
-                stderr_tail: String::new(),
-                hint: "install systemd-container (scripts/lib/install-deps)".into(),
-            })?;
-        let pid = child.id();
-        self.child = Some(child);
-        self.st.nspawn = Proc::of(pid);
-        self.save()?;
+        self.spawn()?;
         check(CreateStep::Spawn)?;
 
         self.wait_booted(options.boot_timeout, guard)?;
@@ -294,6 +251,90 @@ impl Nspawn {
         };
         progress(&format!(
             "{} is up in {:.1} s{note}",
+            self.st.name,
+            start.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    /// Starts systemd-nspawn on the overlay (booted by [`Self::wait_booted`]).
+    fn spawn(&mut self) -> Result<(), MachineError> {
+        // Appended to: a reboot keeps the boots before it.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.st.log)
+            .map_err(|source| MachineError::Io {
+                what: "creating the nspawn log".into(),
+                path: self.st.log.clone(),
+                source,
+            })?;
+        let log2 = log.try_clone().map_err(|source| MachineError::Io {
+            what: "creating the nspawn log".into(),
+            path: self.st.log.clone(),
+            source,
+        })?;
+        let mut cmd = Command::new("setsid");
+        // setsid(1) does not fork when its caller is not a group leader
+        // (never the case for a spawned child), so the PID is nspawn's own;
+        // the new session keeps the terminal's Ctrl-C and hangup away.
+        cmd.args([
+            "systemd-nspawn",
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--console=passive",
+        ])
+        .arg(format!("--machine={}", self.st.name))
+        .arg("-D")
+        .arg(&self.st.merged);
+        for b in &self.st.binds {
+            cmd.arg(format!(
+                "--{}={}:{}",
+                if b.read_only { "bind-ro" } else { "bind" },
+                b.host.display(),
+                b.inside.display()
+            ));
+        }
+        let child = cmd
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| MachineError::Command {
+                cmd: "setsid systemd-nspawn …".into(),
+                code: format!("could not run: {e}"),
+                stderr_tail: String::new(),
+                hint: "install systemd-container (scripts/lib/install-deps)".into(),
+            })?;
+        let pid = child.id();
+        self.child = Some(child);
+        self.st.nspawn = Proc::of(pid);
+        self.save()?;
+
+        Ok(())
+    }
+
+    /// Powers the machine off as `systemctl reboot` would, keeps its disk
+    /// (the overlay), and boots it again: what a unit sees of a reboot.
+    pub(super) fn reboot(&mut self, progress: &dyn Fn(&str)) -> Result<(), MachineError> {
+        let guard = CreateGuard::new();
+        progress(&format!("rebooting {}", self.st.name));
+        power_off(&self.st, self.child.as_mut())?;
+        remove_image_lock(&self.st);
+        self.child = None;
+        self.st.leader = None;
+        self.st.nspawn = None;
+        self.st.booted = false;
+        self.save()?;
+        let start = Instant::now();
+        self.spawn()?;
+        self.wait_booted(Duration::from_secs(120), &guard)?;
+        self.st.booted = true;
+        self.save()?;
+        progress(&format!(
+            "{} is up again in {:.1} s",
             self.st.name,
             start.elapsed().as_secs_f64()
         ));
@@ -456,6 +497,10 @@ impl Machine for Nspawn {
         )
     }
 
+    fn reboot(&mut self, progress: &dyn Fn(&str)) -> Result<(), MachineError> {
+        Nspawn::reboot(self, progress)
+    }
+
     fn destroy(&mut self) -> Result<(), MachineError> {
         teardown(&self.model_dir, &self.st, self.child.as_mut())?;
         self.child = None;
@@ -465,11 +510,9 @@ impl Machine for Nspawn {
 
 /// Undo `create`, from any point: power off (or kill) the container,
 /// unmount the overlay and the tmpfs, remove the machine dir and record.
-pub(super) fn teardown(
-    model_dir: &Path,
-    st: &NspawnState,
-    mut child: Option<&mut Child>,
-) -> Result<(), MachineError> {
+/// Powers the machine off (an orderly shutdown when it booted), then kills
+/// what is left; returns when nspawn and its container are gone.
+fn power_off(st: &NspawnState, mut child: Option<&mut Child>) -> Result<(), MachineError> {
     let reap = |child: &mut Option<&mut Child>| {
         if let Some(c) = child.as_mut() {
             let _ = c.try_wait();
@@ -551,10 +594,13 @@ pub(super) fn teardown(
             )));
         }
     }
+    Ok(())
+}
 
-    // nspawn's lock on the image dir, named by its device and inode; a
-    // killed nspawn leaves it behind. Read before the overlay goes.
-    let image_lock = process::mounts_under(&st.merged)
+/// nspawn's lock on the image dir, named by its device and inode; a killed
+/// nspawn leaves it behind. Read while the overlay is mounted.
+fn image_lock(st: &NspawnState) -> Option<PathBuf> {
+    process::mounts_under(&st.merged)
         .contains(&st.merged)
         .then(|| std::fs::metadata(&st.merged).ok())
         .flatten()
@@ -565,7 +611,23 @@ pub(super) fn teardown(
                 md.dev(),
                 md.ino()
             ))
-        });
+        })
+}
+
+fn remove_image_lock(st: &NspawnState) {
+    if let Some(lock) = image_lock(st) {
+        let _ = std::fs::remove_file(lock);
+    }
+}
+
+pub(super) fn teardown(
+    model_dir: &Path,
+    st: &NspawnState,
+    child: Option<&mut Child>,
+) -> Result<(), MachineError> {
+    power_off(st, child)?;
+    // Read before the overlay goes.
+    let image_lock = image_lock(st);
     for m in process::mounts_under(&st.dir) {
         unmount(&m)?;
     }

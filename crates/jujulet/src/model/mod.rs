@@ -14,6 +14,7 @@ use juju_contract::RelationHook;
 
 use crate::machines::MachineKind;
 
+pub mod actions;
 pub mod charm;
 pub mod config;
 
@@ -143,6 +144,16 @@ pub struct Hook {
     /// JUJU_DEPARTING_UNIT, departed hooks only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub departing_unit: Option<String>,
+    /// Set when this runs an action (`name` is the action's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionCall>,
+}
+
+/// An action to run: its task id and validated parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionCall {
+    pub id: u64,
+    pub params: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Hook {
@@ -152,6 +163,15 @@ impl Hook {
             relation_id: None,
             remote_unit: None,
             departing_unit: None,
+            action: None,
+        }
+    }
+
+    /// The action `name` with `params`, as task `id`.
+    pub fn action(name: &str, id: u64, params: serde_json::Map<String, serde_json::Value>) -> Self {
+        Self {
+            action: Some(ActionCall { id, params }),
+            ..Self::plain(name)
         }
     }
 
@@ -165,6 +185,7 @@ impl Hook {
             } else {
                 None
             },
+            action: None,
         }
     }
 
@@ -248,6 +269,10 @@ pub struct Model {
     /// Whether `start` has run (config-changed after install queues it).
     #[serde(default)]
     pub started: bool,
+    /// The last operation or task id handed out (`juju run` numbers both
+    /// from one sequence: operation 1, task 2).
+    #[serde(default)]
+    pub last_task_id: u64,
 }
 
 impl Model {
@@ -273,6 +298,7 @@ impl Model {
             queue: VecDeque::new(),
             error_hook: None,
             started: false,
+            last_task_id: 0,
         }
     }
 

@@ -193,9 +193,10 @@ impl Call<'_> {
             Tool::IsLeader => self.is_leader(args),
             Tool::ApplicationVersionSet => self.version_set(args),
             Tool::ResourceGet => self.resource_get(args),
-            Tool::ActionGet | Tool::ActionSet | Tool::ActionFail | Tool::ActionLog => {
-                Err(ToolError::run("not running an action"))
-            }
+            Tool::ActionGet => self.action_get(args),
+            Tool::ActionSet => self.action_set(args),
+            Tool::ActionFail => self.action_fail(args),
+            Tool::ActionLog => self.action_log(args),
             Tool::StateGet => self.state_get(args),
             Tool::StateSet => self.state_set(args),
             Tool::StateDelete => self.state_delete(args),
@@ -696,6 +697,97 @@ impl Call<'_> {
         }
     }
 
+    fn action(&self) -> Result<crate::context::CtxAction, ToolError> {
+        self.ctx
+            .action
+            .clone()
+            .ok_or_else(|| ToolError::run("not running an action"))
+    }
+
+    fn action_get(&mut self, args: &[String]) -> ToolResult {
+        let action = self.action()?;
+        let p = args::parse(args, &[FORMAT, OUTPUT])?;
+        let value = match p.positional.as_slice() {
+            [] => Value::Object(action.params),
+            [key] => {
+                let mut v = Value::Object(action.params);
+                for part in key.split('.') {
+                    v = v.get(part).cloned().unwrap_or(Value::Null);
+                }
+                v
+            }
+            [_, rest @ ..] => return Err(unrecognized(rest)),
+        };
+        self.output(&p, &value, Format::Smart)
+    }
+
+    fn action_set(&mut self, args: &[String]) -> ToolResult {
+        self.action()?;
+        let p = args::parse(args, &[])?;
+        if p.positional.is_empty() {
+            return Err(ToolError::usage("no key=value pairs given"));
+        }
+        let mut record = crate::context::read_action(&self.dir);
+        for arg in &p.positional {
+            let (key, value) = arg.split_once('=').ok_or_else(|| {
+                ToolError::usage(format!("argument {arg:?} must be of the form key...=value"))
+            })?;
+            let parts: Vec<&str> = key.split('.').collect();
+            if let Some(bad) = parts.iter().find(|k| !is_result_key(k)) {
+                return Err(ToolError::usage(format!(
+                    "key {bad:?} must start and end with lowercase alphanumeric, and contain only lowercase alphanumeric, hyphens and periods"
+                )));
+            }
+            if RESERVED_RESULTS.contains(&parts[0]) {
+                return Err(ToolError::usage(format!(
+                    "cannot set reserved action key {:?}",
+                    parts[0]
+                )));
+            }
+            let mut at = &mut record.results;
+            for part in &parts[..parts.len() - 1] {
+                let entry = at
+                    .entry((*part).to_owned())
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if !entry.is_object() {
+                    *entry = Value::Object(serde_json::Map::new());
+                }
+                at = entry
+                    .as_object_mut()
+                    .ok_or_else(|| ToolError::run("results"))?;
+            }
+            at.insert(
+                parts[parts.len() - 1].to_owned(),
+                Value::String(value.to_owned()),
+            );
+        }
+        crate::context::write_action(&self.dir, &record).map_err(|e| ToolError::run(e.to_string()))
+    }
+
+    fn action_fail(&mut self, args: &[String]) -> ToolResult {
+        self.action()?;
+        let p = args::parse(args, &[])?;
+        let message = match p.positional.as_slice() {
+            [] => "action failed without reason given, check action for errors".to_owned(),
+            [m] => m.clone(),
+            [_, rest @ ..] => return Err(unrecognized(rest)),
+        };
+        let mut record = crate::context::read_action(&self.dir);
+        record.failed = Some(message);
+        crate::context::write_action(&self.dir, &record).map_err(|e| ToolError::run(e.to_string()))
+    }
+
+    fn action_log(&mut self, args: &[String]) -> ToolResult {
+        self.action()?;
+        let p = args::parse(args, &[])?;
+        if p.positional.is_empty() {
+            return Err(ToolError::usage("no message specified"));
+        }
+        let mut record = crate::context::read_action(&self.dir);
+        record.log.push(p.positional.join(" "));
+        crate::context::write_action(&self.dir, &record).map_err(|e| ToolError::run(e.to_string()))
+    }
+
     fn state_get(&mut self, args: &[String]) -> ToolResult {
         let p = args::parse(args, &[FORMAT, OUTPUT, boolean(&["--strict"])])?;
         let state = self.pending()?.state;
@@ -782,6 +874,19 @@ impl Call<'_> {
         self.output(&p, &value, Format::Yaml)
     }
 }
+
+/// A segment of an action-set key, as Juju checks it: lowercase letters
+/// and digits, dashes inside.
+fn is_result_key(k: &str) -> bool {
+    !k.is_empty()
+        && !k.starts_with('-')
+        && !k.ends_with('-')
+        && k.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Keys Juju keeps for itself in an action's results.
+const RESERVED_RESULTS: &[&str] = &["stdout", "stdout-encoding", "stderr", "stderr-encoding"];
 
 fn unrecognized(rest: &[String]) -> ToolError {
     let quoted: Vec<String> = rest.iter().map(|a| format!("{a:?}")).collect();

@@ -148,7 +148,7 @@ fn deploy_relate_fail_resolve_destroy_in_nspawn() {
 
     // Failure and resolve.
     std::fs::write(m.root().join("var/log/testcharm-fail"), "").unwrap();
-    let (ok, _, err) = env.jujulet(&["run", "update-status"]);
+    let (ok, _, err) = env.jujulet(&["hook", "update-status"]);
     assert!(!ok);
     assert!(err.contains("jujulet resolve"), "{err}");
     let status = env.ok(&["status"]);

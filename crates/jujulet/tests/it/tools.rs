@@ -98,6 +98,7 @@ impl Fixture {
             app_status: Status::default(),
             private_address: "127.0.0.1".into(),
             endpoints: vec!["website".into(), "database".into()],
+            action: None,
         };
         context::write_context(&dir, &ctx).unwrap();
         let pending = Pending {

@@ -92,7 +92,7 @@ fn a_database_url_that_does_not_authenticate_is_not_applied() {
         changed.as_str(),
         &format!("ALTER ROLE CURRENT_USER PASSWORD '{original}'"),
     );
-    m.ok(&["run", "update-status"]);
+    m.ok(&["hook", "update-status"]);
     assert!(m.unit_status().contains("active"), "{}", m.unit_status());
     assert!(env_url(&m).ends_with("/hello2"), "{}", env_url(&m));
     assert_eq!(m.main_pid(UNIT), pid, "a new URL is a reload");
