@@ -7,6 +7,9 @@
 #   BENCH_TMP=/dev/shm bench/run.sh      work dir on tmpfs (no fsync waits)
 #   RUNS=30 OUT=/tmp/r.md bench/run.sh   more runs per cell; copy the report
 #   AGENT_BIN=path/to/wsgi-agent ...     measure that binary instead of building
+#   BEFORE_AGENT_BIN=path/to/old/wsgi-agent bench/run.sh
+#                                        also an earlier build, as rust-before,
+#                                        side by side in the same run
 #
 # Six scenarios per peer: update-status, config-changed,
 # postgres-relation-changed, website-relation-joined with 1/10/100 remote
@@ -18,6 +21,12 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/tgt/bench}
-export PEERS=${PEERS:-"noop ops reactive reactive+basic rust"}
+default="noop ops reactive reactive+basic rust"
 export EXTRA_PEERS="rust ../peer-rust FJ_ACTIVATE_VENV=1"
+if [ -n "${BEFORE_AGENT_BIN:-}" ]; then
+  default="$default rust-before"
+  EXTRA_PEERS="$EXTRA_PEERS
+rust-before ../peer-rust-before FJ_ACTIVATE_VENV=1"
+fi
+export PEERS=${PEERS:-$default}
 exec "$here/peers/run.sh" "$@"

@@ -10,12 +10,14 @@
 #   handlers, the same code as wsgi-agent, on a host confined to SANDBOX_ROOT
 #   (the kit's contract); installed as bin/wsgi-agent, where dispatch looks.
 #   The database check helper is not needed: the sandbox checks no database.
-# AGENT_BIN=/path/to/wsgi-agent skips the build.
+# AGENT_BIN=/path/to/wsgi-agent skips the build; AGENT_NAME names the copy
+# in WORK (bench/peer-rust-before runs an earlier build beside this one).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 work=$1 unit=$2
-bin=$work/wsgi-agent
+name=${AGENT_NAME:-wsgi-agent}
+bin=$work/$name
 if [ ! -x "$bin" ]; then
     if [ -z "${AGENT_BIN:-}" ]; then
         export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/tgt/bench}
@@ -32,7 +34,7 @@ if [ ! -x "$bin" ]; then
     else
         from="given as AGENT_BIN=$AGENT_BIN"
     fi
-    echo "$("$bin" --version), release build, $(stat -c %s "$bin") bytes, sha256 $sum..., $from" >"$work/wsgi-agent.info"
+    echo "$("$bin" --version), release build, $(stat -c %s "$bin") bytes, sha256 $sum..., $from" >"$work/$name.info"
 fi
 mkdir -p "$unit"
 rm -rf "$unit/charm"

@@ -323,6 +323,9 @@ T1=$(date +%s)
     echo "- machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
     echo "- load average (1/5/15 min): $LOAD_START at start, $LOAD_END at end; work dir on $(df -PT "$WORK" | awk 'NR == 2 { print $2 }')"
     echo "- python: $("$PYTHON" -c 'import sys; print(sys.version.split()[0])') ($PYTHON); hyperfine $(hyperfine --version | awk '{ print $2 }'); awk: $(awk -W version 2>&1 | head -n 1)"
+    if [ -f "$WORK/wsgi-agent-before.info" ]; then
+        echo "- rust-before agent: $(cat "$WORK/wsgi-agent-before.info")"
+    fi
     if [ -f "$WORK/wsgi-agent.info" ]; then
         echo "- rust agent: $(cat "$WORK/wsgi-agent.info")"
     fi
