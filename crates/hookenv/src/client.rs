@@ -7,7 +7,7 @@
 //! needless relation-set wakes the other side with a -changed hook.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use juju_contract::{Databag, Tool, WorkloadStatus};
@@ -296,6 +296,44 @@ impl HookTools {
             None,
         )
         .map(drop)
+    }
+
+    /// `action-get --format=json`: the action's parameters.
+    pub fn action_get(&self) -> Result<Map<String, Value>, ToolError> {
+        let args = ["--format=json"];
+        match self.json(Tool::ActionGet, &args)? {
+            Value::Object(m) => Ok(m),
+            Value::Null => Ok(Map::new()),
+            _ => Err(Self::bad(Tool::ActionGet, &args, "not a JSON object")),
+        }
+    }
+
+    /// `action-set KEY=VALUE...` (dotted keys nest; values are scrubbed of
+    /// secrets like every message that leaves the agent).
+    pub fn action_set(&self, results: &BTreeMap<String, String>) -> Result<(), ToolError> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let pairs: Vec<String> = results
+            .iter()
+            .map(|(k, v)| format!("{k}={}", crate::secrets::scrub(v)))
+            .collect();
+        let args: Vec<&str> = pairs.iter().map(String::as_str).collect();
+        self.call(Tool::ActionSet, &args, None).map(drop)
+    }
+
+    /// `action-fail -- MESSAGE`.
+    pub fn action_fail(&self, message: &str) -> Result<(), ToolError> {
+        let message = crate::secrets::scrub(message);
+        self.call(Tool::ActionFail, &["--", &message], None)
+            .map(drop)
+    }
+
+    /// `action-log -- MESSAGE`.
+    pub fn action_log(&self, message: &str) -> Result<(), ToolError> {
+        let message = crate::secrets::scrub(message);
+        self.call(Tool::ActionLog, &["--", &message], None)
+            .map(drop)
     }
 
     /// `open-port PORT/tcp`.

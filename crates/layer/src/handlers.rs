@@ -12,9 +12,6 @@ use crate::memory::LayerMemory;
 use crate::relations::app_of;
 use crate::seams::{LayerCtx, Status};
 
-/// Packages every app needs: venvs of the system Python.
-const BASE_PACKAGES: &[&str] = &["python3-venv"];
-
 /// Registers the layer's handlers, in the order they run within a pass.
 pub fn register(engine: &mut Engine<LayerCtx>) -> Result<(), PatternError> {
     engine
@@ -40,6 +37,7 @@ pub fn register(engine: &mut Engine<LayerCtx>) -> Result<(), PatternError> {
         .handler("wsgi.reconcile")
         .when_all(&[INSTALLED])
         .run(crate::reconcile::reconcile)?;
+    crate::actions::register(engine)?;
     Ok(())
 }
 
@@ -68,10 +66,39 @@ pub(crate) fn status(
 ) -> HandlerResult {
     let now = (status, message.to_owned());
     if mem.status.as_ref() != Some(&now) {
-        ctx.layer.juju.status(status, message)?;
+        let (line, cut) = short_status(message);
+        if cut {
+            ctx.layer.juju.log(&format!("{status}: {message}"));
+        }
+        ctx.layer.juju.status(status, &line)?;
         mem.status = Some(now);
     }
     Ok(())
+}
+
+/// The longest status message.
+pub const MAX_STATUS: usize = 160;
+const MORE: &str = "… (juju debug-log)";
+
+/// A status message as one line of at most [`MAX_STATUS`] characters, and
+/// whether it was cut (then the whole text goes to juju-log, and the line
+/// says where to look).
+pub fn short_status(message: &str) -> (String, bool) {
+    let flat: String = message
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    if flat.chars().count() <= MAX_STATUS && !message.contains('\n') {
+        return (flat, false);
+    }
+    if flat.chars().count() <= MAX_STATUS {
+        return (flat, true);
+    }
+    let keep = MAX_STATUS - MORE.chars().count();
+    let head: String = flat.chars().take(keep).collect();
+    (format!("{}{MORE}", head.trim_end()), true)
 }
 
 /// Not serving: the public flags go, the status says why.
@@ -93,10 +120,12 @@ fn install(ctx: &mut Ctx<'_, LayerCtx>) -> HandlerResult {
         ctx,
         &mut mem,
         Status::Maintenance,
-        "installing system packages and the app user",
+        "installing the app user",
     )?;
-    let base: Vec<String> = BASE_PACKAGES.iter().map(|s| (*s).to_owned()).collect();
-    ctx.layer.host.apt_install(&base)?;
+    // No apt step: the charm's uv makes venvs without python3-venv or pip
+    // (installer=pip adds python3-venv to the packages it installs).
+    let charm_dir = ctx.layer.juju.charm_dir().to_owned();
+    mem.uv = ctx.layer.host.install_uv(&charm_dir)?;
     ctx.layer
         .host
         .ensure_user(&layer.username, &paths.app_dir)?;
@@ -122,7 +151,15 @@ fn update_status(ctx: &mut Ctx<'_, LayerCtx>) -> HandlerResult {
     // No restart happened in this hook: do not compare MainPIDs.
     mem.old_main_pid = None;
     // A short deadline: this is a check, not a wait for a start.
-    crate::reconcile::report_health(ctx, &mut mem, &target, 2, &paths)?;
+    match crate::reconcile::health_verdict(ctx, &mut mem, &target, 2, &paths)? {
+        Ok(()) => crate::reconcile::report_serving(ctx, &mut mem, &target)?,
+        Err(why) => unavailable(
+            ctx,
+            &mut mem,
+            Status::Blocked,
+            &format!("health check failed: {why}"),
+        )?,
+    }
     mem.save(ctx)?;
     Ok(())
 }
@@ -139,8 +176,14 @@ fn teardown(ctx: &mut Ctx<'_, LayerCtx>) -> HandlerResult {
     if let Err(e) = host.systemctl(Systemctl::Disable, &svc) {
         tracing::info!("disabling {svc}: {e:#}");
     }
+    for unit in [Systemctl::Stop, Systemctl::Disable] {
+        if let Err(e) = host.systemctl(unit, &paths.socket) {
+            tracing::info!("{} {}: {e:#}", unit.verb(), paths.socket);
+        }
+    }
     for f in [
         &paths.unit_file,
+        &paths.socket_file,
         &paths.env_file,
         &paths.gunicorn_conf,
         &paths.logrotate,

@@ -20,13 +20,15 @@
 //!   so its decisions are unit-tested with fakes.
 //! - [`handlers`]: the handlers it registers on the engine; [`reconcile`]:
 //!   the one that takes config, source and relations to a healthy service,
-//!   step by named step; [`relations`]: its side of each relation.
+//!   step by named step; [`relations`]: its side of each relation;
+//!   [`actions`]: list-releases and rollback.
 //! - [`hosts`]: the seams' real implementations (hook tools, the machine),
 //!   and a sandbox host for benchmarks and tests.
 //! - [`runtime`]: from the process Juju starts to a committed hook.
 
 #![deny(missing_docs)]
 
+pub mod actions;
 pub mod config;
 pub mod handlers;
 pub mod hosts;

@@ -15,8 +15,8 @@ use crate::seams::{LayerCtx, Status};
 
 /// The engine key the memory lives under.
 pub const KEY: &str = "wsgi.memory";
-/// This format.
-pub const VERSION: u32 = 1;
+/// This format (2 added the release fields; a format-1 memory reads as is).
+pub const VERSION: u32 = 2;
 
 /// What update-status checks, kept from the last reconcile so that it needs
 /// no config-get (a config change always comes with config-changed).
@@ -28,6 +28,15 @@ pub struct HealthTarget {
     pub path: String,
     /// The active status message.
     pub serving: String,
+}
+
+/// A release chosen by the rollback action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    /// The release to serve.
+    pub release: u32,
+    /// The source attached when it was chosen; attaching another ends the pin.
+    pub over_source: Option<String>,
 }
 
 /// The layer's memory.
@@ -43,8 +52,25 @@ pub struct LayerMemory {
     /// update-status does not cover it with "active" while the old service
     /// still answers.
     pub held: Option<(Status, String)>,
-    /// The release the `current` link names.
+    /// The SHA-256 of the source last taken from the resource (or the
+    /// charm's directory).
     pub release: Option<String>,
+    /// What is wrong with the newest code while an older release serves
+    /// (it would not install, or failed its health check and was rolled
+    /// back): the unit is blocked with it, the service keeps serving.
+    #[serde(default)]
+    pub problem: Option<String>,
+    /// A release that failed its health check, and the digest of the files
+    /// it failed with: not tried again until one of them changes.
+    #[serde(default)]
+    pub failed_with: Option<(u32, String)>,
+    /// The operator's rollback: the release to serve while the source it
+    /// rolled back from stays attached.
+    #[serde(default)]
+    pub pinned: Option<Pin>,
+    /// The charm's own uv, where install put it.
+    #[serde(default)]
+    pub uv: Option<std::path::PathBuf>,
     /// Why the attached resource was refused (kept until another is attached).
     pub resource_error: Option<String>,
     /// Why a database URL is not usable yet (update-status retries it).
@@ -156,6 +182,10 @@ impl LayerMemory {
             status: old_status(ctx, "status")?,
             held: old_status(ctx, "held")?,
             release: old(ctx, "release")?,
+            problem: None,
+            failed_with: None,
+            pinned: None,
+            uv: None,
             resource_error: old(ctx, "resource-error")?,
             db_waiting: old(ctx, "db-waiting")?,
             db_checked: old(ctx, "db-checked")?.unwrap_or_default(),

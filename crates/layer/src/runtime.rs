@@ -49,8 +49,10 @@ pub fn run_hook_on(extra: Extra<'_>, host: &dyn Fn(&Path) -> Box<dyn Host>) -> E
 
 fn run(extra: Extra<'_>, host: &dyn Fn(&Path) -> Box<dyn Host>) -> anyhow::Result<()> {
     let ctx = HookContext::from_env()?;
-    let HookKind::Hook(hook) = ctx.kind.clone() else {
-        anyhow::bail!("unknown action {:?}", ctx.kind);
+    // Handlers of an action match the hook name `actions/<name>`.
+    let hook = match ctx.kind.clone() {
+        HookKind::Hook(h) => h,
+        HookKind::Action(a) => format!("actions/{a}"),
     };
     tracing::debug!("dispatching {hook} for {}", ctx.unit);
     let tools = HookTools::new(Box::new(ProcessRunner::from_path()));

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use interfaces::Databag;
+use machine::release::{Source, Store};
 use machine::systemd::{Systemctl, UnitState};
+use machine::venv::Venv;
 use serde_json::{Map, Value};
 
 pub use juju_contract::WorkloadStatus as Status;
@@ -62,6 +64,14 @@ pub trait Juju {
     fn relation_context(&self) -> RelationContext<'_>;
     /// A line in the unit's log (juju-log).
     fn log(&self, message: &str);
+    /// The action's parameters (action-get), in an action.
+    fn action_params(&self) -> anyhow::Result<Map<String, Value>>;
+    /// Results of the action (action-set KEY=VALUE; dotted keys nest).
+    fn action_set(&self, results: &BTreeMap<String, String>) -> anyhow::Result<()>;
+    /// Fails the action with a message (action-fail).
+    fn action_fail(&self, message: &str) -> anyhow::Result<()>;
+    /// A progress line the operator sees while the action runs (action-log).
+    fn action_log(&self, message: &str) -> anyhow::Result<()>;
 }
 
 /// What the layer does to the machine.
@@ -70,24 +80,29 @@ pub trait Host {
     fn ensure_user(&mut self, name: &str, home: &Path) -> anyhow::Result<()>;
     /// Installs Debian packages (no-op when installed).
     fn apt_install(&mut self, packages: &[String]) -> anyhow::Result<()>;
-    /// Unpacks the archive into a release and switches `current` to it;
-    /// returns the release id.
-    fn unpack_release(
+    /// Unpacks the archive as a source under `sources` (once per content).
+    fn unpack_source(&mut self, archive: &Path, sources: &Path) -> anyhow::Result<Source>;
+    /// Takes the directory a charm put its code in as a source under
+    /// `sources`, with the same checks as an archive.
+    fn import_source(&mut self, dir: &Path, sources: &Path) -> anyhow::Result<Source>;
+    /// The source unpacked earlier from the archive of this hash, if whole.
+    fn existing_source(&mut self, sources: &Path, hash: &str) -> anyhow::Result<Option<Source>>;
+    /// The venv for the app in `app_dir`: an existing one with the same
+    /// inputs, or one built beside the others under `venvs` by `build`'s
+    /// unprivileged user in a sandbox. The error's message (`{e}`) is the
+    /// cause in one line; the chain (`{e:#}`) has the installer's output.
+    fn build_venv(
         &mut self,
-        archive: &Path,
-        releases: &Path,
-        current: &Path,
-    ) -> anyhow::Result<String>;
-    /// Makes the venv match the app's requirements, installed by `build`'s
-    /// unprivileged user in a sandbox; returns a string naming its inputs
-    /// (interpreter, requirements, wheel dir, indexes) for the hashes.
-    fn ensure_venv(
-        &mut self,
-        venv: &Path,
+        venvs: &Path,
         app_dir: &Path,
         wheels: Option<&Path>,
         build: &machine::venv::Build,
-    ) -> anyhow::Result<String>;
+    ) -> anyhow::Result<Venv>;
+    /// The releases of the application in `app_dir`.
+    fn store(&mut self, app_dir: &Path) -> Store;
+    /// Puts the charm's own uv (`bin/uv` in the charm) where the app's user
+    /// can run it but not change it; its path, or None when the charm has none.
+    fn install_uv(&mut self, charm_dir: &Path) -> anyhow::Result<Option<PathBuf>>;
     /// Writes a file if its content differs (atomically); returns whether it did.
     fn write_file(
         &mut self,
@@ -137,8 +152,11 @@ pub struct ProvisionRun<'a> {
     pub env_file: &'a Path,
     /// Variables that are no secret: PATH (the venv first), HOME, LANG.
     pub env: BTreeMap<String, String>,
-    /// The paths it may write (the app's data directory).
+    /// The paths it may write besides its state and cache directories.
     pub writable: Vec<PathBuf>,
+    /// Further unit properties: the service's `StateDirectory=` and
+    /// `CacheDirectory=`, so it sees the data the service sees.
+    pub properties: Vec<String>,
     /// Seconds it may run.
     pub timeout_s: u32,
 }

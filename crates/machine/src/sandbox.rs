@@ -35,6 +35,9 @@ pub struct Sandbox {
     /// `UMask=` (the service's is 0077; a build that the service reads later
     /// needs 0022).
     pub umask: &'static str,
+    /// Further properties, e.g. the service's `StateDirectory=` (the
+    /// caller builds them from validated names only).
+    pub extra: Vec<String>,
 }
 
 /// The unit properties of `sandbox` (everything but the command), as
@@ -59,6 +62,7 @@ pub fn properties(s: &Sandbox) -> Vec<String> {
     for f in &s.env_files {
         p.push(format!("EnvironmentFile={}", f.display()));
     }
+    p.extend(s.extra.iter().cloned());
     p
 }
 
@@ -236,6 +240,7 @@ mod tests {
             env: vec![("HOME".into(), "/var/cache/wsgi/hello".into())],
             timeout: Duration::from_secs(600),
             umask: "0022",
+            extra: vec!["StateDirectory=wsgi/hello".into()],
         };
         let p = properties(&s);
         for want in [

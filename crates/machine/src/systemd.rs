@@ -146,6 +146,8 @@ pub struct UnitState {
     pub main_pid: u32,
     /// NRestarts: how often Restart= restarted it since the last start.
     pub restarts: u32,
+    /// A socket unit's addresses (`Listen=`), e.g. `0.0.0.0:80 (Stream)`.
+    pub listen: Vec<String>,
 }
 
 /// `systemctl VERB UNIT`, or `systemctl daemon-reload` (unit ignored).
@@ -189,10 +191,15 @@ pub fn reload_and_wait(unit: &str, limit: Duration) -> Result<(), Error> {
     Ok(())
 }
 
-/// ActiveState, MainPID and NRestarts of a unit (one systemctl call).
+/// ActiveState, MainPID, NRestarts and (sockets) Listen of a unit (one
+/// systemctl call).
 pub fn unit_state(unit: &str) -> Result<UnitState, Error> {
     let out = Cmd::new("systemctl")
-        .args(["show", "--property=ActiveState,MainPID,NRestarts", unit])
+        .args([
+            "show",
+            "--property=ActiveState,MainPID,NRestarts,Listen",
+            unit,
+        ])
         .timeout(Duration::from_secs(30))
         .run()?;
     Ok(parse_show(&out.stdout))
@@ -205,6 +212,7 @@ fn parse_show(text: &str) -> UnitState {
             Some(("ActiveState", v)) => s.active = ActiveState::parse(v),
             Some(("MainPID", v)) => s.main_pid = v.parse().unwrap_or(0),
             Some(("NRestarts", v)) => s.restarts = v.parse().unwrap_or(0),
+            Some(("Listen", v)) if !v.is_empty() => s.listen.push(v.to_owned()),
             _ => {}
         }
     }
@@ -228,14 +236,19 @@ mod tests {
 
     #[test]
     fn show_output_in_any_order() {
-        let s = parse_show("MainPID=42\nNRestarts=3\nActiveState=active\n");
+        let s = parse_show("MainPID=42\nNRestarts=3\nActiveState=active\nListen=\n");
         assert_eq!(
             s,
             UnitState {
                 active: ActiveState::Active,
                 main_pid: 42,
-                restarts: 3
+                restarts: 3,
+                listen: Vec::new(),
             }
+        );
+        assert_eq!(
+            parse_show("Listen=0.0.0.0:80 (Stream)\n").listen,
+            ["0.0.0.0:80 (Stream)"]
         );
         assert_eq!(parse_show("garbage\nMainPID=x\n").main_pid, 0);
         assert_eq!(

@@ -1,6 +1,9 @@
-//! A virtualenv: created with the system Python, filled from a
-//! requirements.txt plus extra packages, by uv when it is installed (several
-//! times faster) else by pip, and redone only when its inputs changed.
+//! Virtualenvs: one per set of inputs (interpreter, installer,
+//! requirements, wheel directory, indexes, pins), under `venvs/<key>`,
+//! created with the system Python and filled by uv (the charm carries its
+//! own) or pip. A complete venv is never installed into again: a release
+//! with other inputs gets a new one beside it, so the venv that serves is
+//! never modified, and releases with the same inputs share one.
 //!
 //! Everything that runs the app's code (a build backend, a `.pth` in a
 //! wheel, pip itself, which is the venv's own Python) runs as the app's user
@@ -24,16 +27,14 @@ pub const PYTHON: &str = "/usr/bin/python3";
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Where the inputs of the last successful install are kept.
 const MARKER: &str = ".wsgi-charm-inputs";
-/// Written once the venv is created whole.
-const CREATED: &str = ".wsgi-charm-created";
 /// The largest requirements file read.
 pub const MAX_REQUIREMENTS: u64 = 1 << 20;
 
 /// What to install where.
 #[derive(Debug, Clone)]
 pub struct VenvRequest<'a> {
-    /// The venv directory.
-    pub venv: &'a Path,
+    /// The directory of the venvs (`<app dir>/venvs`).
+    pub venvs: &'a Path,
     /// The app directory (holds requirements.txt; relative paths in it resolve here).
     pub app_dir: &'a Path,
     /// Install offline from this wheel directory.
@@ -66,18 +67,43 @@ pub struct Build {
     pub extra_index_url: Vec<String>,
     /// pip's `--trusted-host`, uv's `--allow-insecure-host`, each.
     pub trusted_host: Vec<String>,
+    /// Who installs.
+    pub installer: Installer,
     /// Further variables for the installer (the model's proxy settings);
     /// they go in its environment file, never in argv or unit properties.
     pub env: Vec<(String, String)>,
 }
 
-/// Which installer ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who installs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Installer {
-    /// astral's uv.
-    Uv,
-    /// The venv's own pip.
+    /// astral's uv, this binary (the charm's own; root-owned, so the app
+    /// user can run it but not change it). uv needs no `venv` module or
+    /// pip in the system Python.
+    Uv(PathBuf),
+    /// The venv's own pip (needs python3-venv).
+    #[default]
     Pip,
+}
+
+impl Installer {
+    fn name(&self) -> &'static str {
+        match self {
+            Installer::Uv(_) => "uv",
+            Installer::Pip => "pip",
+        }
+    }
+}
+
+/// A complete venv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Venv {
+    /// The digest of its inputs.
+    pub key: String,
+    /// The digest of the requirements.txt it was built from.
+    pub requirements: String,
+    /// `venvs/<key prefix>`.
+    pub dir: PathBuf,
 }
 
 /// Reads a file the app ships without following a link (the release is
@@ -115,48 +141,111 @@ pub fn read_app_file(path: &Path, cap: u64) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// Makes the venv match the request; returns a digest naming its inputs
-/// (interpreter, requirements, wheel directory listing, extra packages),
-/// which changes exactly when a reinstall happened or is needed.
-pub fn ensure(req: &VenvRequest<'_>) -> Result<String, Error> {
+/// The venv for the request: the complete one with the same inputs, or a
+/// new one built beside the others. An incomplete one (a failed or killed
+/// build) is removed and built again; nothing that serves is touched.
+pub fn ensure(req: &VenvRequest<'_>) -> Result<Venv, Error> {
     let requirements = req.app_dir.join("requirements.txt");
     let reqs = read_app_file(&requirements, MAX_REQUIREMENTS)?;
-    let inputs = inputs(req, &reqs);
-    let marker = req.venv.join(MARKER);
-    let python = req.venv.join("bin/python");
-    if python.exists() && std::fs::read_to_string(&marker).ok().as_deref() == Some(inputs.as_str())
-    {
-        return Ok(inputs);
+    let key = inputs(req, &reqs);
+    let dir = req.venvs.join(crate::release::store::venv_dir_name(&key));
+    let marker = dir.join(MARKER);
+    let python = dir.join("bin/python");
+    let requirements = crate::digest(&reqs);
+    if python.exists() && std::fs::read_to_string(&marker).ok().as_deref() == Some(key.as_str()) {
+        return Ok(Venv {
+            key,
+            requirements,
+            dir,
+        });
     }
-    let _ = std::fs::remove_file(&marker);
-    let installer = if crate::which("uv").is_some() {
-        Installer::Uv
-    } else {
-        Installer::Pip
-    };
-    tracing::info!(venv = %req.venv.display(), ?installer, "installing requirements");
-    let sandbox = prepare(req)?;
-    // A venv whose creation was interrupted (a killed hook) may have a
-    // python but no pip: only a venv marked complete is reused.
-    let created = req.venv.join(CREATED);
-    if !python.exists() || !created.exists() {
-        if req.venv.exists() {
-            fs_err::remove_dir_all(req.venv)?;
+    let installer = &req.build.installer;
+    tracing::info!(venv = %dir.display(), installer = installer.name(), "installing requirements");
+    let sandbox = prepare(req, &dir)?;
+    if dir.exists() {
+        fs_err::remove_dir_all(&dir)?;
+    }
+    crate::fs::create_dirs(req.venvs)?;
+    owned_dir(&dir, &req.build.user, 0o755)?;
+    let (program, args) = create_argv(&dir, installer);
+    sandbox.run(&program, &args).map_err(|e| match (installer, &e) {
+        (Installer::Pip, Error::Failed { tail, .. }) if tail.contains("ensurepip") => {
+            Error::Invalid(
+                "installer=pip needs python3-venv on the machine (apt_dependencies=python3-venv), or use installer=uv".into(),
+            )
         }
-        owned_dir(req.venv, &req.build.user, 0o755)?;
-        let (program, args) = create_argv(req.venv, installer);
-        sandbox.run(&program, &args)?;
-        fs_err::write(&created, "")?;
-    }
-    let (program, args) = install_argv(req, installer, &python, !reqs.is_empty());
+        _ => e,
+    })?;
+    let (program, args) = install_argv(req, installer, &dir, !reqs.is_empty());
     sandbox.run(&program, &args)?;
-    fs_err::write(&marker, &inputs)?;
-    Ok(inputs)
+    fs_err::write(&marker, &key)?;
+    Ok(Venv {
+        key,
+        requirements,
+        dir,
+    })
+}
+
+/// The line of an installer's failure that names the cause (the package
+/// that is missing or does not resolve), for a status message; the whole
+/// output is in the error itself.
+pub fn cause(e: &Error) -> String {
+    let tail = match e {
+        Error::Failed { tail, .. } | Error::Timeout { tail, .. } => tail.as_str(),
+        other => return other.to_string(),
+    };
+    // The tail's lines are joined with " | " (crate::text::last_lines).
+    let lines: Vec<&str> = tail
+        .lines()
+        .flat_map(|l| l.split(" | "))
+        .map(|l| l.trim().trim_start_matches(['×', '╰', '─', '▶', '│', ' ']))
+        .filter(|l| !l.is_empty() && !l.starts_with("warning:"))
+        .collect();
+    // uv: "Because nosuch was not found in the package registry ...";
+    // pip: "ERROR: No matching distribution found for nosuch".
+    let because = lines
+        .iter()
+        .find_map(|l| l.find("Because ").map(|i| &l[i..]));
+    let best = because
+        .as_ref()
+        .or_else(|| {
+            lines
+                .iter()
+                .find(|l| l.contains("No matching distribution"))
+        })
+        .or_else(|| {
+            lines
+                .iter()
+                .rev()
+                .find(|l| l.starts_with("ERROR:") || l.starts_with("error:"))
+        })
+        .or_else(|| lines.last());
+    let mut line = best.map_or_else(|| e.to_string(), |l| (*l).to_owned());
+    // uv's "error: Request failed ..." says why on the lines after it.
+    if because.is_none()
+        && let Some(i) = lines.iter().position(|l| *l == line)
+    {
+        for more in lines[i + 1..]
+            .iter()
+            .filter_map(|l| {
+                l.strip_prefix("cause:")
+                    .or_else(|| l.strip_prefix("Caused by:"))
+            })
+            .take(2)
+        {
+            line.push_str("; ");
+            line.push_str(more.trim());
+        }
+    }
+    match e {
+        Error::Timeout { secs, .. } => format!("timed out after {secs} s: {line}"),
+        _ => line,
+    }
 }
 
 /// The directories and the environment file the sandbox needs, and the
 /// sandbox itself.
-fn prepare(req: &VenvRequest<'_>) -> Result<Sandbox, Error> {
+fn prepare(req: &VenvRequest<'_>, venv: &Path) -> Result<Sandbox, Error> {
     let b = req.build;
     owned_dir(&b.cache_dir, &b.user, 0o700)?;
     crate::fs::create_dirs(&b.run_dir)?;
@@ -176,9 +265,11 @@ fn prepare(req: &VenvRequest<'_>) -> Result<Sandbox, Error> {
         ("PIP_CACHE_DIR".into(), format!("{cache}/pip")),
         ("UV_CACHE_DIR".into(), format!("{cache}/uv")),
         ("UV_NO_PROGRESS".into(), "1".into()),
+        // The system Python only: never a download of another.
+        ("UV_PYTHON_DOWNLOADS".into(), "never".into()),
         // The system's CA store, as pip uses: behind a TLS-inspecting proxy
         // uv's bundled roots fail with UnknownIssuer.
-        ("UV_NATIVE_TLS".into(), "1".into()),
+        ("UV_SYSTEM_CERTS".into(), "1".into()),
         ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
     ];
     env.extend(b.env.iter().cloned());
@@ -202,11 +293,12 @@ fn prepare(req: &VenvRequest<'_>) -> Result<Sandbox, Error> {
         name: b.unit.clone(),
         user: b.user.clone(),
         dir: req.app_dir.to_owned(),
-        writable: vec![req.venv.to_owned(), b.cache_dir.clone()],
+        writable: vec![venv.to_owned(), b.cache_dir.clone()],
         env_files: vec![env_file],
         env: Vec::new(),
         timeout: INSTALL_TIMEOUT,
         umask: "0022",
+        extra: Vec::new(),
     })
 }
 
@@ -220,26 +312,14 @@ fn owned_dir(dir: &Path, user: &str, mode: u32) -> Result<(), Error> {
     Ok(())
 }
 
-fn uv() -> String {
-    crate::which("uv").map_or_else(|| "uv".to_owned(), |p| p.display().to_string())
-}
-
-fn create_argv(venv: &Path, installer: Installer) -> (String, Vec<String>) {
+fn create_argv(venv: &Path, installer: &Installer) -> (String, Vec<String>) {
     let venv = venv.display().to_string();
     match installer {
-        Installer::Uv => (
-            uv(),
-            [
-                "venv",
-                "--no-config",
-                "--quiet",
-                "--allow-existing",
-                "--python",
-                PYTHON,
-                &venv,
-            ]
-            .map(str::to_owned)
-            .to_vec(),
+        Installer::Uv(uv) => (
+            uv.display().to_string(),
+            ["venv", "--no-config", "--quiet", "--python", PYTHON, &venv]
+                .map(str::to_owned)
+                .to_vec(),
         ),
         Installer::Pip => (
             PYTHON.to_owned(),
@@ -250,13 +330,14 @@ fn create_argv(venv: &Path, installer: Installer) -> (String, Vec<String>) {
 
 fn install_argv(
     req: &VenvRequest<'_>,
-    installer: Installer,
-    python: &Path,
+    installer: &Installer,
+    venv: &Path,
     has_requirements: bool,
 ) -> (String, Vec<String>) {
+    let python = venv.join("bin/python");
     let (program, mut args) = match installer {
-        Installer::Uv => (
-            uv(),
+        Installer::Uv(uv) => (
+            uv.display().to_string(),
             vec![
                 "pip".to_owned(),
                 "install".into(),
@@ -266,7 +347,7 @@ fn install_argv(
             ],
         ),
         Installer::Pip => (
-            req.venv.join("bin/pip").display().to_string(),
+            venv.join("bin/pip").display().to_string(),
             vec!["install".to_owned(), "--progress-bar=off".into()],
         ),
     };
@@ -283,7 +364,7 @@ fn install_argv(
         }
     }
     let trusted = match installer {
-        Installer::Uv => "--allow-insecure-host",
+        Installer::Uv(_) => "--allow-insecure-host",
         Installer::Pip => "--trusted-host",
     };
     for h in &b.trusted_host {
@@ -298,7 +379,11 @@ fn install_argv(
 }
 
 fn inputs(req: &VenvRequest<'_>, reqs: &[u8]) -> String {
-    let mut text = format!("python={PYTHON}\npin={}\n", req.pins);
+    let mut text = format!(
+        "python={PYTHON}\npin={}\ninstaller={}\n",
+        req.pins,
+        req.build.installer.name()
+    );
     let _ = writeln!(text, "requirements={}", crate::digest(reqs));
     if let Some(w) = req.wheels {
         let mut names: Vec<String> = std::fs::read_dir(w)
@@ -349,6 +434,47 @@ mod tests {
     }
 
     #[test]
+    fn the_cause_of_a_failed_install_is_one_line() {
+        let failed = |tail: &str| Error::Failed {
+            cmd: "uv pip install".into(),
+            exit: crate::process::Exit::Code(1),
+            tail: tail.into(),
+        };
+        let uv = "Using Python 3.11\n  × No solution found when resolving dependencies:\n  ╰─▶ Because nosuchpkg-xyz was not found in the package registry and you require nosuchpkg-xyz, we can conclude that your requirements are unsatisfiable.";
+        assert!(cause(&failed(uv)).starts_with("Because nosuchpkg-xyz was not found"));
+        let pip = "Collecting x\nERROR: Could not find a version that satisfies the requirement nosuchpkg-xyz\nERROR: No matching distribution found for nosuchpkg-xyz";
+        assert_eq!(
+            cause(&failed(pip)),
+            "ERROR: No matching distribution found for nosuchpkg-xyz"
+        );
+        assert_eq!(cause(&failed("one\nlast words")), "last words");
+        assert_eq!(
+            cause(&failed(
+                "x | × No solution | ╰─▶ Because a was not found | warning: w"
+            )),
+            "Because a was not found"
+        );
+        assert_eq!(
+            cause(&failed(
+                "error: Request failed after 3 retries in 8.8s | cause: Failed to fetch: http://127.0.0.1:9/simple/six/ | cause: error sending request | cause: tcp connect error"
+            )),
+            "error: Request failed after 3 retries in 8.8s; Failed to fetch: http://127.0.0.1:9/simple/six/; error sending request"
+        );
+        assert_eq!(
+            cause(&failed(
+                "error: No solution found | cause: Because b was not found"
+            )),
+            "Because b was not found"
+        );
+        assert_eq!(
+            cause(&failed(
+                "error: Request failed after 3 retries | Caused by: Failed to fetch: `http://127.0.0.1:9/simple/six/` | Caused by: Connection refused"
+            )),
+            "error: Request failed after 3 retries; Failed to fetch: `http://127.0.0.1:9/simple/six/`; Connection refused"
+        );
+    }
+
+    #[test]
     fn installer_arguments_carry_the_operators_indexes_only() {
         let build = Build {
             index_url: Some("https://mirror/simple".into()),
@@ -356,28 +482,28 @@ mod tests {
             trusted_host: vec!["mirror".into()],
             ..Build::default()
         };
+        let build = Build {
+            installer: Installer::Uv("/usr/local/lib/wsgi-charm/uv".into()),
+            ..build
+        };
         let req = VenvRequest {
-            venv: Path::new("/srv/a/venv"),
+            venvs: Path::new("/srv/a/venvs"),
             app_dir: Path::new("/srv/a/current"),
             wheels: None,
             extra: &["gunicorn==27.0.1".to_owned()],
             pins: "gunicorn==27.0.1",
             build: &build,
         };
-        let (_, uv) = install_argv(
-            &req,
-            Installer::Uv,
-            Path::new("/srv/a/venv/bin/python"),
-            true,
-        );
+        let (program, uv) = install_argv(&req, &build.installer, Path::new("/srv/a/venvs/k"), true);
+        assert_eq!(program, "/usr/local/lib/wsgi-charm/uv");
         assert_eq!(
             uv.join(" "),
-            "pip install --no-config --python /srv/a/venv/bin/python --index-url https://mirror/simple \
+            "pip install --no-config --python /srv/a/venvs/k/bin/python --index-url https://mirror/simple \
              --extra-index-url https://extra/simple --allow-insecure-host mirror \
              --requirement /srv/a/current/requirements.txt gunicorn==27.0.1"
         );
-        let (pip, args) = install_argv(&req, Installer::Pip, Path::new("x"), false);
-        assert_eq!(pip, "/srv/a/venv/bin/pip");
+        let (pip, args) = install_argv(&req, &Installer::Pip, Path::new("/srv/a/venvs/k"), false);
+        assert_eq!(pip, "/srv/a/venvs/k/bin/pip");
         assert!(args.contains(&"--trusted-host".to_owned()));
         // The digest moves with the index, and not without one.
         let plain = Build::default();
@@ -386,5 +512,15 @@ mod tests {
             ..req.clone()
         };
         assert_ne!(inputs(&req, b""), inputs(&without, b""));
+        // And with the installer: a pip venv is not a uv one.
+        let pip = Build {
+            installer: Installer::Pip,
+            ..build.clone()
+        };
+        let with_pip = VenvRequest {
+            build: &pip,
+            ..req.clone()
+        };
+        assert_ne!(inputs(&req, b""), inputs(&with_pip, b""));
     }
 }

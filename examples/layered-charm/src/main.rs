@@ -3,13 +3,13 @@
 //! layer's runtime) and two of its own:
 //!
 //! - `layered.place-code`: the app is not a resource here, it ships inside
-//!   the charm (`app/`); the handler copies it into the layer's application
-//!   directory as a release and sets `wsgi.source.available`, which is what
-//!   the layer waits for;
+//!   the charm (`app/`); the handler copies it into the layer's source
+//!   directory and sets `wsgi.source.available`, which is what the layer
+//!   waits for (it builds a release from that directory, as from a resource);
 //! - `layered.announce`: when the layer sets `wsgi.available`, records it
 //!   (a file under /var/lib/layered-charm and a juju-log line).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -39,8 +39,8 @@ fn register(engine: &mut Engine<LayerCtx>) -> Result<(), PatternError> {
     Ok(())
 }
 
-/// Copies the charm's `app/` into `<application_root>/<app>/releases/charm`
-/// and points `current` at it, then tells the layer the code is there.
+/// Copies the charm's `app/` into `<application_root>/<app>/source`, then
+/// tells the layer the code is there.
 fn place_code(ctx: &mut Ctx<'_, LayerCtx>) -> HandlerResult {
     let charm_dir = ctx.layer.juju.charm_dir().to_owned();
     let app = wsgi_layer::relations::app_of(ctx.layer.juju.unit_name()).to_owned();
@@ -49,14 +49,8 @@ fn place_code(ctx: &mut Ctx<'_, LayerCtx>) -> HandlerResult {
     let app_name = wsgi_layer::config::paths::AppName::new(&app)?;
     let options =
         wsgi_layer::config::layer_options::LayerOptions::from_yaml(&layer_yaml, &app_name)?;
-    let app_dir = options.application_root.join(&app);
-    let release = app_dir.join("releases/charm");
-    copy_dir(&charm_dir.join("app"), &release)?;
-    let current = app_dir.join("current");
-    let tmp = app_dir.join("current.new");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&release, &tmp).context("linking the release")?;
-    std::fs::rename(&tmp, &current).context("switching current")?;
+    let paths = wsgi_layer::config::paths::AppPaths::new(&options.application_root, &app_name)?;
+    copy_dir(&charm_dir.join("app"), &paths.source_dir)?;
     ctx.set_flag(SOURCE);
     Ok(())
 }
@@ -78,7 +72,7 @@ fn announce(ctx: &mut Ctx<'_, LayerCtx>) -> HandlerResult {
     Ok(())
 }
 
-fn copy_dir(from: &Path, to: &PathBuf) -> anyhow::Result<()> {
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let entry = entry?;

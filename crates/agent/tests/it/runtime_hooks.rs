@@ -115,7 +115,8 @@ fn a_deploy_commits_state_and_reports_active() {
     assert!(
         calls
             .iter()
-            .any(|c| c.starts_with("status-set active -- Serving wsgi:application on :80")),
+            .any(|c| c
+                .starts_with("status-set active -- Serving wsgi:application (release 1) on :80")),
         "{calls:?}"
     );
     let state: serde_json::Value =

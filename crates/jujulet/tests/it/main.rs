@@ -18,5 +18,6 @@ mod wsgi_faults;
 mod wsgi_hello;
 mod wsgi_layered;
 mod wsgi_relations;
+mod wsgi_releases;
 mod wsgi_resilience;
 mod wsgi_security;

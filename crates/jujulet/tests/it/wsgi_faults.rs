@@ -93,7 +93,7 @@ fn resource_pip_port_crash_disk_and_dpkg_faults() {
     blocked_with(&m, "port 18401 is in use by another process");
     assert_eq!(get(18400, "/"), (200, "Hello, World!\n".into()));
     sh(&m, "systemctl stop squatter");
-    m.ok(&["run", "config-changed"]);
+    m.ok(&["hook", "config-changed"]);
     active(&m);
     assert_eq!(get(18401, "/"), (200, "Hello, World!\n".into()));
     assert_eq!(get(18400, "/").0, 0);
@@ -121,7 +121,7 @@ fn resource_pip_port_crash_disk_and_dpkg_faults() {
     assert_eq!(sh(&m, "cat /etc/wsgi/hello/environment"), env_before);
     assert_eq!(get(18401, "/"), (200, "Hello, World!\n".into()));
     sh(&m, "rm /etc/wsgi/hello/filler");
-    m.ok(&["run", "config-changed"]);
+    m.ok(&["hook", "config-changed"]);
     active(&m);
     assert_eq!(get(18401, "/"), (200, "Hello, full!\n".into()));
 
@@ -259,7 +259,7 @@ fn postgresql_down_at_provision_time_blocks_then_recovers() {
     blocked_with(&m, "provision_command failed");
     blocked_with(&m, "timeout");
     // The server is back: the next hook retries the provision.
-    m.ok(&["run", "config-changed"]);
+    m.ok(&["hook", "config-changed"]);
     active(&m);
     assert_eq!(get(18410, "/").1, "notes: 0 in PostgreSQL\n");
 }
@@ -276,7 +276,7 @@ fn a_missing_resource_blocks_until_one_is_attached() {
     m.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     blocked_with(&m, "attach the app resource");
     // Other hooks keep saying so.
-    m.ok(&["run", "update-status"]);
+    m.ok(&["hook", "update-status"]);
     m.ok(&["config", "workers=2"]);
     blocked_with(&m, "attach the app resource");
     let tar = crashable_hello(&m, "hello.tar.gz", &[]);

@@ -26,7 +26,7 @@ fn a_charm_built_on_the_layer_deploys_serves_and_runs_its_own_handler() {
     assert!(
         st.contains("layered-hello/0")
             && st.contains("active")
-            && st.contains("Serving wsgi:application on :18500, 2 workers"),
+            && st.contains("Serving wsgi:application (release 1) on :18500, 2 workers"),
         "{st}\n{}",
         m.log()
     );
@@ -51,7 +51,14 @@ fn a_charm_built_on_the_layer_deploys_serves_and_runs_its_own_handler() {
     let pid = m.main_pid("wsgi-layered-hello.service");
     let (_, user, _) = m.exec(&["ps", "-o", "user=", "-p", &pid.to_string()]);
     assert_eq!(user.trim(), "layered");
-    // Its own code, no resource: the release is the one the charm placed.
+    // Its own code, no resource: the release is built from what the charm
+    // placed in the layer's source directory.
     let (_, current, _) = m.exec(&["readlink", "/srv/layered-hello/current"]);
-    assert_eq!(current.trim(), "/srv/layered-hello/releases/charm");
+    assert_eq!(current.trim(), "/srv/layered-hello/releases/1");
+    let (code, _, err) = m.exec(&[
+        "cmp",
+        "/srv/layered-hello/source/wsgi.py",
+        "/srv/layered-hello/current/app/wsgi.py",
+    ]);
+    assert_eq!(code, 0, "{err}");
 }

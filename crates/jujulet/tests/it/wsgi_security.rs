@@ -67,7 +67,7 @@ with tarfile.open(sys.argv[1], "w:gz") as t:
         "import os\n"
         "home = os.environ.get('HOME', '/nonexistent')\n"
         "open(os.path.join(home, 'backend-uid'), 'w').write(str(os.geteuid()))\n"
-        "for p in ('/etc/pwned-by-backend', '/var/lib/pwned-by-backend', '/srv/hello/current/pwned'):\n"
+        "for p in ('/etc/pwned-by-backend', '/var/lib/pwned-by-backend', '/srv/hello/current/app/pwned'):\n"
         "    try:\n"
         "        open(p, 'w').write('x')\n"
         "    except OSError:\n"
@@ -220,12 +220,17 @@ fn nothing_the_app_its_archive_or_its_config_controls_runs_as_root() {
         let unit = machine::sandbox::Sandbox {
             name: format!("wsgi-hello-{what}"),
             user: "wsgi-hello".into(),
-            dir: "/srv/hello/current".into(),
-            writable: vec!["/srv/hello/venv".into()],
+            dir: "/srv/hello/current/app".into(),
+            writable: vec!["/srv/hello/venvs".into()],
             env_files: vec!["/run/wsgi/hello/build.env".into()],
             env: Vec::new(),
             timeout: Duration::from_secs(600),
             umask,
+            extra: if what == "provision" {
+                vec!["StateDirectory=wsgi/hello".into()]
+            } else {
+                Vec::new()
+            },
         };
         let e = machine::sandbox::exposure(&unit, tmp).unwrap();
         eprintln!("systemd-analyze security: {what} unit {e}");
@@ -238,7 +243,7 @@ fn nothing_the_app_its_archive_or_its_config_controls_runs_as_root() {
     python(LOCAL_BACKEND, &e1);
     m.ok(&["attach-resource", &format!("app={}", e1.display())]);
     blocked_with(&m, "installing requirements failed");
-    let uid = sh(&m, "cat /var/cache/wsgi/hello/backend-uid");
+    let uid = sh(&m, "cat /var/cache/wsgi/hello/.installer/backend-uid");
     let app_uid = sh(&m, "id -u wsgi-hello");
     assert_eq!(
         uid.trim(),
@@ -249,7 +254,7 @@ fn nothing_the_app_its_archive_or_its_config_controls_runs_as_root() {
     for p in [
         "/etc/pwned-by-backend",
         "/var/lib/pwned-by-backend",
-        "/srv/hello/current/pwned",
+        "/srv/hello/current/app/pwned",
     ] {
         let (code, _, _) = m.exec(&["test", "-e", p]);
         assert_ne!(code, 0, "the build backend wrote {p}");
@@ -312,7 +317,7 @@ fn nothing_the_app_its_archive_or_its_config_controls_runs_as_root() {
     ]);
     m.ok(&["attach-resource", &format!("app={}", app.display())]);
     serving(&m);
-    sh(&m, "test -x /srv/hello/venv/bin/setpriv");
+    sh(&m, "test -x /srv/hello/current/venv/bin/setpriv");
     let (code, _, _) = m.exec(&["test", "-e", "/var/lib/setpriv-ran-as-root"]);
     assert_ne!(code, 0, "root ran the venv's setpriv");
 
@@ -365,7 +370,7 @@ fn nothing_the_app_its_archive_or_its_config_controls_runs_as_root() {
     serving(&m);
     let modes = sh(
         &m,
-        "cd /srv/hello/current && stat -c '%a %U %n' . wsgi.py requirements.txt tool",
+        "cd /srv/hello/current/app && stat -c '%a %U %n' . wsgi.py requirements.txt tool",
     );
     assert_eq!(
         modes.lines().collect::<Vec<_>>(),

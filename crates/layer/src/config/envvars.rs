@@ -45,6 +45,27 @@ pub const RESERVED: &[(&str, &str)] = &[
     ("NLSPATH", "makes the C library load files"),
     ("HOSTALIASES", "redirects host name lookups"),
     ("GLIBC_TUNABLES", "tunes the C library (an attack surface)"),
+    (
+        "STATE_DIRECTORY",
+        "set by systemd: the app's data directory",
+    ),
+    (
+        "CACHE_DIRECTORY",
+        "set by systemd: the app's cache directory",
+    ),
+    (
+        "WSGI_DATA_DIR",
+        "set by the charm: the app's data directory",
+    ),
+    (
+        "WSGI_CACHE_DIR",
+        "set by the charm: the app's cache directory",
+    ),
+    ("WSGI_RELEASE", "set by the charm: the serving release"),
+    (
+        "WSGI_APP_DIR",
+        "set by the charm: the serving release's code",
+    ),
 ];
 
 /// Prefixes of names an operator may not set: the dynamic loader's and the

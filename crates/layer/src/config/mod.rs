@@ -74,6 +74,30 @@ pub struct Config {
     pub memory_max: Option<String>,
     /// The service's task limit (`TasksMax=`).
     pub tasks_max: u32,
+    /// Who installs the requirements.
+    pub installer: InstallerChoice,
+    /// Releases kept (with their venvs) for list-releases and rollback.
+    pub release_history: u32,
+}
+
+/// The `installer` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallerChoice {
+    /// The charm's own uv (the default): no python3-venv, no pip needed.
+    Uv,
+    /// The venv's pip (python3-venv is installed for it).
+    Pip,
+}
+
+fn installer(r: &mut OptionReader<'_>) -> InstallerChoice {
+    match r.string("installer").as_deref() {
+        Some("pip") => InstallerChoice::Pip,
+        Some("uv") | None => InstallerChoice::Uv,
+        Some(other) => {
+            r.fail("installer", format!("{} is not uv or pip", quoted(other)));
+            InstallerChoice::Uv
+        }
+    }
 }
 
 /// One problem with one option.
@@ -128,6 +152,8 @@ fn default_of(option: &str) -> Value {
         "wsgi_module" => Value::from("wsgi:application"),
         "provision_timeout" => Value::from(600),
         "tasks_max" => Value::from(512),
+        "release_history" => Value::from(5),
+        "installer" => Value::from("uv"),
         "workers" | "max_requests" => Value::from(0),
         "worker_class" => Value::from("sync"),
         "threads" => Value::from(1),
@@ -570,6 +596,8 @@ impl Config {
             trusted_host: trusted_hosts(&mut r),
             memory_max: memory_max(&mut r),
             tasks_max: r.int("tasks_max", 16, 1_000_000, "a number of tasks"),
+            installer: installer(&mut r),
+            release_history: r.int("release_history", 1, 100, "a number of releases"),
         };
         if r.errors.is_empty() {
             Ok(config)

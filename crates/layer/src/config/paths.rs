@@ -110,18 +110,21 @@ pub fn check_rel_path(p: &str) -> Result<(), String> {
 pub struct AppPaths {
     /// The application name.
     pub app: AppName,
-    /// `<root>/<app>`: releases, the `current` link and the venv live here.
+    /// `<root>/<app>`: sources, venvs, releases and `current` live here
+    /// (see `machine::release::store`).
     pub app_dir: PathBuf,
-    /// `<root>/<app>/releases`.
-    pub releases_dir: PathBuf,
-    /// `<root>/<app>/current`: symlink to the active release, switched atomically.
+    /// `<root>/<app>/source`: where a charm that includes the layer puts
+    /// its code before setting `wsgi.source.available`.
+    pub source_dir: PathBuf,
+    /// `<root>/<app>/current`: the release that serves (a link, switched
+    /// atomically).
     pub current: PathBuf,
-    /// `<root>/<app>/venv`.
-    pub venv: PathBuf,
-    /// `<root>/<app>/venv/bin/gunicorn`.
+    /// `<root>/<app>/current/app`: the serving release's code.
+    pub current_app: PathBuf,
+    /// `<root>/<app>/current/venv`: the serving release's venv.
+    pub current_venv: PathBuf,
+    /// `<root>/<app>/current/venv/bin/gunicorn`.
     pub gunicorn: PathBuf,
-    /// `<root>/<app>/venv/bin/python`.
-    pub python: PathBuf,
     /// `/etc/wsgi/<app>`: the directory of the env file and gunicorn conf.
     pub etc_dir: PathBuf,
     /// `/etc/wsgi/<app>/environment` (0640 root:<user>).
@@ -132,14 +135,26 @@ pub struct AppPaths {
     pub service: String,
     /// `/etc/systemd/system/wsgi-<app>.service`.
     pub unit_file: PathBuf,
+    /// `wsgi-<app>.socket`: the listening socket, held by systemd across
+    /// restarts.
+    pub socket: String,
+    /// `/etc/systemd/system/wsgi-<app>.socket`.
+    pub socket_file: PathBuf,
     /// `/etc/logrotate.d/wsgi-<app>`.
     pub logrotate: PathBuf,
     /// `/var/log/wsgi`: root-owned, the default home of the apps' log files.
     pub log_dir: PathBuf,
     /// `/var/log/wsgi/<app>.log`: the default wsgi_logfile_path.
     pub default_log_file: PathBuf,
-    /// `/var/cache/wsgi/<app>`: the installer's cache (its HOME), owned by
-    /// the app's user.
+    /// `wsgi/<app>`: the service's `StateDirectory=` and `CacheDirectory=`.
+    pub systemd_dir_name: String,
+    /// `/var/lib/wsgi/<app>`: the app's data, kept across releases,
+    /// upgrades and reboots (systemd's StateDirectory).
+    pub data_dir: PathBuf,
+    /// `/var/cache/wsgi/<app>`: the app's cache (systemd's CacheDirectory).
+    pub app_cache_dir: PathBuf,
+    /// `/var/cache/wsgi/<app>/.installer`: the installer's cache (its
+    /// HOME), owned by the app's user.
     pub cache_dir: PathBuf,
     /// `/run/wsgi/<app>`: root's files for the app's transient units (the
     /// installer's environment), 0700.
@@ -157,42 +172,46 @@ impl AppPaths {
         })?;
         check_abs_path(root_text).map_err(|e| PathError(format!("application_root: {e}")))?;
         let app_dir = application_root.join(app.as_str());
-        let venv = app_dir.join("venv");
+        let current = app_dir.join("current");
         let etc_dir = Path::new("/etc/wsgi").join(app.as_str());
         let service = format!("wsgi-{app}.service");
+        let socket = format!("wsgi-{app}.socket");
+        let app_cache_dir = Path::new("/var/cache/wsgi").join(app.as_str());
         Ok(Self {
             app: app.clone(),
-            releases_dir: app_dir.join("releases"),
-            current: app_dir.join("current"),
-            gunicorn: venv.join("bin/gunicorn"),
-            python: venv.join("bin/python"),
-            venv,
+            source_dir: app_dir.join("source"),
+            current_app: current.join("app"),
+            current_venv: current.join("venv"),
+            gunicorn: current.join("venv/bin/gunicorn"),
+            current,
             env_file: etc_dir.join("environment"),
             gunicorn_conf: etc_dir.join("gunicorn.conf.py"),
             etc_dir,
             unit_file: Path::new("/etc/systemd/system").join(&service),
             service,
+            socket_file: Path::new("/etc/systemd/system").join(&socket),
+            socket,
             logrotate: PathBuf::from(format!("/etc/logrotate.d/wsgi-{app}")),
             log_dir: PathBuf::from("/var/log/wsgi"),
             default_log_file: PathBuf::from(format!("/var/log/wsgi/{app}.log")),
-            cache_dir: Path::new("/var/cache/wsgi").join(app.as_str()),
+            systemd_dir_name: format!("wsgi/{app}"),
+            data_dir: Path::new("/var/lib/wsgi").join(app.as_str()),
+            cache_dir: app_cache_dir.join(".installer"),
+            app_cache_dir,
             run_dir: Path::new("/run/wsgi").join(app.as_str()),
             app_dir,
         })
     }
 
-    /// `<root>/<app>/releases/<hash>`; the hash must be lowercase hex
-    /// (a content hash the host computes), so it cannot name another directory.
-    pub fn release(&self, hash: &str) -> Result<PathBuf, PathError> {
-        if hash.is_empty()
-            || hash.len() > 128
-            || !hash.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'))
-        {
-            return Err(PathError(format!(
-                "release id {hash:?} is not a lowercase hex hash"
-            )));
-        }
-        Ok(self.releases_dir.join(hash))
+    /// `<root>/<app>/releases/<id>/app`: a release's code, as the service
+    /// and provision_command see it.
+    pub fn release_app(&self, id: u32) -> PathBuf {
+        self.app_dir.join(format!("releases/{id}/app"))
+    }
+
+    /// `<root>/<app>/releases/<id>/venv`.
+    pub fn release_venv(&self, id: u32) -> PathBuf {
+        self.app_dir.join(format!("releases/{id}/venv"))
     }
 }
 
@@ -207,8 +226,13 @@ mod tests {
         assert_eq!(p.service, "wsgi-my-app.service");
         assert_eq!(p.app_dir, Path::new("/srv/my-app"));
         assert_eq!(p.current, Path::new("/srv/my-app/current"));
-        assert_eq!(p.venv, Path::new("/srv/my-app/venv"));
-        assert_eq!(p.gunicorn, Path::new("/srv/my-app/venv/bin/gunicorn"));
+        assert_eq!(p.current_app, Path::new("/srv/my-app/current/app"));
+        assert_eq!(
+            p.gunicorn,
+            Path::new("/srv/my-app/current/venv/bin/gunicorn")
+        );
+        assert_eq!(p.socket, "wsgi-my-app.socket");
+        assert_eq!(p.data_dir, Path::new("/var/lib/wsgi/my-app"));
         assert_eq!(p.env_file, Path::new("/etc/wsgi/my-app/environment"));
         assert_eq!(
             p.gunicorn_conf,
@@ -219,12 +243,7 @@ mod tests {
             Path::new("/etc/systemd/system/wsgi-my-app.service")
         );
         assert_eq!(p.logrotate, Path::new("/etc/logrotate.d/wsgi-my-app"));
-        assert_eq!(
-            p.release("ab12").unwrap(),
-            Path::new("/srv/my-app/releases/ab12")
-        );
-        assert!(p.release("../x").is_err());
-        assert!(p.release("").is_err());
+        assert_eq!(p.release_app(3), Path::new("/srv/my-app/releases/3/app"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The layer's view of Juju, over hookenv's tools.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hookenv::{HookContext, HookTools};
@@ -84,5 +85,17 @@ impl Juju for HookJuju {
             // Logging must not fail a hook; stderr reaches Juju's log too.
             eprintln!("wsgi-agent: juju-log failed ({e}): {message}");
         }
+    }
+    fn action_params(&self) -> anyhow::Result<Map<String, Value>> {
+        Ok(self.tools.action_get()?)
+    }
+    fn action_set(&self, results: &BTreeMap<String, String>) -> anyhow::Result<()> {
+        Ok(self.tools.action_set(results)?)
+    }
+    fn action_fail(&self, message: &str) -> anyhow::Result<()> {
+        Ok(self.tools.action_fail(message)?)
+    }
+    fn action_log(&self, message: &str) -> anyhow::Result<()> {
+        Ok(self.tools.action_log(message)?)
     }
 }

@@ -8,7 +8,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use machine::release::{Source, Store};
 use machine::systemd::{ActiveState, Systemctl, UnitState};
+use machine::venv::Venv;
 
 use crate::seams::{Host, ProvisionRun};
 
@@ -60,33 +62,73 @@ impl Host for SandboxHost {
         self.record(&argv)
     }
 
-    fn unpack_release(&mut self, archive: &Path, _: &Path, _: &Path) -> anyhow::Result<String> {
+    fn unpack_source(&mut self, archive: &Path, sources: &Path) -> anyhow::Result<Source> {
         let bytes = std::fs::read(self.path(archive)).or_else(|_| std::fs::read(archive))?;
-        Ok(machine::digest(&bytes)[..16].to_owned())
+        let hash = machine::digest(&bytes);
+        let dir = self.path(&sources.join(&hash[..12]));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Source {
+            hash,
+            root: dir.clone(),
+            dir,
+        })
     }
 
-    fn ensure_venv(
+    fn import_source(&mut self, dir: &Path, sources: &Path) -> anyhow::Result<Source> {
+        let hash = machine::digest(dir.display().to_string().as_bytes());
+        let at = self.path(&sources.join(&hash[..12]));
+        std::fs::create_dir_all(&at)?;
+        Ok(Source {
+            hash,
+            root: at.clone(),
+            dir: at,
+        })
+    }
+
+    fn existing_source(&mut self, sources: &Path, hash: &str) -> anyhow::Result<Option<Source>> {
+        let dir = self.path(&sources.join(hash.get(..12).unwrap_or(hash)));
+        Ok(dir.is_dir().then(|| Source {
+            hash: hash.to_owned(),
+            root: dir.clone(),
+            dir,
+        }))
+    }
+
+    fn build_venv(
         &mut self,
-        venv: &Path,
+        venvs: &Path,
         app: &Path,
         _: Option<&Path>,
         _: &machine::venv::Build,
-    ) -> anyhow::Result<String> {
-        let reqs = std::fs::read(self.path(&app.join("requirements.txt"))).unwrap_or_default();
-        let inputs = format!("{} {}", venv.display(), machine::digest(&reqs));
-        let marker = self.path(&venv.join(".inputs"));
-        if std::fs::read_to_string(&marker).ok().as_deref() != Some(inputs.as_str()) {
-            let pip = venv.join("bin/pip");
+    ) -> anyhow::Result<Venv> {
+        let reqs = std::fs::read(app.join("requirements.txt")).unwrap_or_default();
+        let key = machine::digest(&reqs);
+        let dir = self.path(&venvs.join(&key[..16]));
+        let marker = dir.join(".inputs");
+        if std::fs::read_to_string(&marker).ok().as_deref() != Some(key.as_str()) {
+            let pip = dir.join("bin/pip");
             self.record(&[
                 &pip.display().to_string(),
                 "install",
                 "--requirement",
                 "requirements.txt",
             ])?;
-            std::fs::create_dir_all(self.path(venv))?;
-            std::fs::write(&marker, &inputs)?;
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(&marker, &key)?;
         }
-        Ok(inputs)
+        Ok(Venv {
+            requirements: key.clone(),
+            key,
+            dir,
+        })
+    }
+
+    fn store(&mut self, app_dir: &Path) -> Store {
+        Store::new(&self.path(app_dir))
+    }
+
+    fn install_uv(&mut self, _: &Path) -> anyhow::Result<Option<PathBuf>> {
+        Ok(Some(PathBuf::from("/usr/local/lib/wsgi-charm/uv")))
     }
 
     fn write_file(
@@ -157,6 +199,7 @@ impl Host for SandboxHost {
             },
             main_pid: self.pid,
             restarts: 0,
+            listen: Vec::new(),
         })
     }
 

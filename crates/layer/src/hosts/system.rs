@@ -3,9 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use machine::release::{Source, Store};
 use machine::systemd::{Systemctl, UnitState};
+use machine::venv::Venv;
 
 use crate::reconcile::GUNICORN;
+
+/// Where the charm's uv is installed: root's, executable by everyone.
+pub(crate) const UV: &str = "/usr/local/lib/wsgi-charm/uv";
 use crate::seams::{Host, ProvisionRun};
 
 /// The machine the hook runs on.
@@ -28,22 +33,31 @@ impl Host for SystemHost {
         Ok(())
     }
 
-    fn unpack_release(
-        &mut self,
-        archive: &Path,
-        releases: &Path,
-        current: &Path,
-    ) -> anyhow::Result<String> {
-        Ok(machine::release::unpack(archive, releases, current)?)
+    fn unpack_source(&mut self, archive: &Path, sources: &Path) -> anyhow::Result<Source> {
+        Ok(machine::release::unpack(archive, sources)?)
     }
 
-    fn ensure_venv(
+    fn import_source(&mut self, dir: &Path, sources: &Path) -> anyhow::Result<Source> {
+        // Through a tar, so a directory gets every check an archive does.
+        machine::fs::create_dirs(sources)?;
+        let tar = sources.join(format!(".import-{}.tar", std::process::id()));
+        let result = machine::release::pack_dir(dir, &tar)
+            .and_then(|()| machine::release::unpack(&tar, sources));
+        let _ = std::fs::remove_file(&tar);
+        Ok(result?)
+    }
+
+    fn existing_source(&mut self, sources: &Path, hash: &str) -> anyhow::Result<Option<Source>> {
+        Ok(machine::release::existing(sources, hash)?)
+    }
+
+    fn build_venv(
         &mut self,
-        venv: &Path,
+        venvs: &Path,
         app_dir: &Path,
         wheels: Option<&Path>,
         build: &machine::venv::Build,
-    ) -> anyhow::Result<String> {
+    ) -> anyhow::Result<Venv> {
         let read = |p: &Path| -> anyhow::Result<String> {
             let bytes = machine::venv::read_app_file(p, machine::venv::MAX_REQUIREMENTS)?;
             Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -57,14 +71,32 @@ impl Host for SystemHost {
             vec![GUNICORN.to_owned()]
         };
         let req = machine::venv::VenvRequest {
-            venv,
+            venvs,
             app_dir,
             wheels,
             extra: &extra,
             pins: GUNICORN,
             build,
         };
-        Ok(machine::venv::ensure(&req)?)
+        machine::venv::ensure(&req).map_err(|e| {
+            let cause = machine::venv::cause(&e);
+            anyhow::Error::new(e).context(cause)
+        })
+    }
+
+    fn store(&mut self, app_dir: &Path) -> Store {
+        Store::new(app_dir)
+    }
+
+    fn install_uv(&mut self, charm_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+        let from = charm_dir.join("bin/uv");
+        if !from.is_file() {
+            return Ok(None);
+        }
+        let to = Path::new(UV);
+        let bytes = fs_err::read(&from)?;
+        machine::fs::write_if_changed(to, &bytes, 0o755, Some((0, 0)))?;
+        Ok(Some(to.to_owned()))
     }
 
     fn write_file(
@@ -171,6 +203,7 @@ impl Host for SystemHost {
                 .collect(),
             timeout: Duration::from_secs(u64::from(run.timeout_s.max(1))),
             umask: "0077",
+            extra: run.properties.clone(),
         };
         sandbox.run(program, args)?;
         Ok(())

@@ -77,7 +77,7 @@ impl GunicornSpec {
             forwarded_allow_ips: ips,
             log_file: config.log_file(paths),
             wsgi_app: config.wsgi_module.clone(),
-            chdir: paths.current.clone(),
+            chdir: paths.current_app.clone(),
             env_file: paths.env_file.clone(),
         }
     }
@@ -279,6 +279,8 @@ _KEY = re.compile(r\"[A-Za-z_][A-Za-z0-9_]*\")
 
 wsgi_app = {wsgi_app}
 chdir = {chdir}
+# The socket is systemd's (LISTEN_FDS); bind names the same address, so a
+# reload keeps it instead of binding one of gunicorn's own.
 bind = [{bind}]
 workers = {workers}
 worker_class = {worker_class}

@@ -9,11 +9,13 @@ pub mod envfile;
 pub mod gunicorn_conf;
 pub mod logrotate;
 pub mod quote;
+pub mod socket;
 pub mod unit;
 
 use self::envfile::{EnvFileError, merge, render_env_file};
 use self::gunicorn_conf::{GunicornConfError, GunicornSpec, render_gunicorn_conf};
 use self::logrotate::{LogrotateError, render_logrotate};
+use self::socket::render_socket;
 use self::unit::{UnitError, UnitSpec, render_unit};
 use crate::config::Config;
 use crate::config::layer_options::LayerOptions;
@@ -27,15 +29,19 @@ pub use machine::digest;
 pub struct Hashes {
     /// The unit file.
     pub unit: String,
+    /// The socket unit (a change means a new listening socket: the service
+    /// stops, the socket is replaced, the service starts).
+    #[serde(default)]
+    pub socket: String,
     /// The service user (also in the unit; kept apart to say why a restart happens).
     pub user: String,
-    /// The venv's inputs: interpreter (path and version), requirements, wheel dir.
+    /// The serving release's venv (the key of its inputs).
     pub venv: String,
     /// gunicorn.conf.py.
     pub gunicorn_conf: String,
     /// The environment file.
     pub env_file: String,
-    /// The source release (content hash of the release the `current` link names).
+    /// The serving release.
     pub source: String,
 }
 
@@ -55,6 +61,9 @@ pub enum Action {
 
 /// The least disruptive action that takes the service from `old` to `new`.
 ///
+/// - socket changed (the port) → Restart, with the socket replaced while
+///   the service is stopped (a HUP would make gunicorn bind the new port
+///   itself).
 /// - unit file changed → Restart (after daemon-reload): the master's argv,
 ///   user, capabilities and sandbox are fixed at exec; a HUP re-uses them.
 /// - user changed → Restart: the master runs as the old user; a reload would
@@ -67,7 +76,11 @@ pub enum Action {
 ///   new workers import the app afresh from the `current` link.
 /// - nothing changed → Nothing.
 pub fn action(old: &Hashes, new: &Hashes) -> Action {
-    if old.unit != new.unit || old.user != new.user || old.venv != new.venv {
+    if old.unit != new.unit
+        || old.socket != new.socket
+        || old.user != new.user
+        || old.venv != new.venv
+    {
         Action::Restart
     } else if old.gunicorn_conf != new.gunicorn_conf
         || old.env_file != new.env_file
@@ -93,6 +106,8 @@ pub struct RelationInputs {
 pub struct DesiredState {
     /// `wsgi-<app>.service`.
     pub unit: String,
+    /// `wsgi-<app>.socket`.
+    pub socket: String,
     /// gunicorn.conf.py.
     pub gunicorn_conf: String,
     /// The environment file (holds secrets: 0640 root:<user>, never logged).
@@ -120,35 +135,66 @@ pub enum RenderError {
     Logrotate(#[from] LogrotateError),
 }
 
+/// The release the files are rendered for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serving {
+    /// Its number.
+    pub id: u32,
+    /// Its venv's key.
+    pub venv: String,
+    /// Its archive's hash.
+    pub source: String,
+}
+
+/// What the charm tells the app of where it runs, in its environment (the
+/// service's and provision_command's alike).
+pub fn charm_env(paths: &AppPaths, release: u32) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("WSGI_DATA_DIR".into(), paths.data_dir.display().to_string()),
+        (
+            "WSGI_CACHE_DIR".into(),
+            paths.app_cache_dir.display().to_string(),
+        ),
+        ("WSGI_RELEASE".into(), release.to_string()),
+        (
+            "WSGI_APP_DIR".into(),
+            paths.release_app(release).display().to_string(),
+        ),
+    ])
+}
+
 impl DesiredState {
-    /// Render everything. `venv_inputs` is the host's hash of the venv's inputs
-    /// (interpreter, requirements.txt, wheel dir); `source` the release hash.
+    /// Render everything for the release `serving`.
     pub fn render(
         config: &Config,
         layer: &LayerOptions,
         paths: &AppPaths,
         relations: &RelationInputs,
-        venv_inputs: &str,
-        source: &str,
+        serving: &Serving,
     ) -> Result<Self, RenderError> {
         let unit = render_unit(&UnitSpec::new(config, layer, paths))?;
+        let socket = render_socket(&paths.app, config.port);
         let gunicorn_conf =
             render_gunicorn_conf(&GunicornSpec::new(config, paths, &relations.proxies))?;
-        let env_file = render_env_file(&merge(&config.environment_variables, &relations.env))?;
+        let mut env = merge(&config.environment_variables, &relations.env);
+        env.extend(charm_env(paths, serving.id));
+        let env_file = render_env_file(&env)?;
         let logrotate = config
             .log_file(paths)
             .map(|f| render_logrotate(&f))
             .transpose()?;
         let hashes = Hashes {
             unit: digest(unit.as_bytes()),
+            socket: digest(socket.as_bytes()),
             user: digest(layer.username.as_bytes()),
-            venv: digest(venv_inputs.as_bytes()),
+            venv: serving.venv.clone(),
             gunicorn_conf: digest(gunicorn_conf.as_bytes()),
             env_file: digest(env_file.as_bytes()),
-            source: digest(source.as_bytes()),
+            source: format!("{}:{}", serving.id, serving.source),
         };
         Ok(Self {
             unit,
+            socket,
             gunicorn_conf,
             env_file,
             logrotate,
@@ -173,7 +219,12 @@ mod tests {
         if let Some(db) = db {
             rel.env.insert("DATABASE_URL".into(), db.into());
         }
-        DesiredState::render(&c, &layer, &paths, &rel, "py3.11 req-a", source).unwrap()
+        let serving = Serving {
+            id: u32::from(source.as_bytes()[1] - b'0'),
+            venv: "venv-a".into(),
+            source: source.into(),
+        };
+        DesiredState::render(&c, &layer, &paths, &rel, &serving).unwrap()
     }
 
     #[test]
@@ -181,9 +232,8 @@ mod tests {
         let base = state(json!({}), None, "r1").hashes;
         assert_eq!(action(&base, &base), Action::Nothing);
         let cases = [
-            // 80 -> 443: both privileged, the unit is the same; only the conf changes.
-            (state(json!({"port": 443}), None, "r1"), Action::Reload),
-            // 80 -> 8080: the capabilities and PrivateUsers change: a new unit.
+            // Another port: another socket (systemd binds it), then a restart.
+            (state(json!({"port": 443}), None, "r1"), Action::Restart),
             (state(json!({"port": 8080}), None, "r1"), Action::Restart),
             (
                 state(json!({"environment_variables": "A=1"}), None, "r1"),

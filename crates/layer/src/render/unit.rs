@@ -1,7 +1,10 @@
 //! The systemd unit `wsgi-<app>.service`, rendered from a typed spec.
 //!
 //! Starts from the measured unit A of reference/hardened-unit.md (exposure
-//! 1.6 with `NotifyAccess=all`). Every value is either a constant, a number,
+//! 1.6 with `NotifyAccess=all`). The listening socket is systemd's
+//! (`wsgi-<app>.socket`, [`super::socket`]), passed to gunicorn at each
+//! start: a restart queues connections instead of refusing them, and the
+//! service needs no capability for a privileged port. Every value is either a constant, a number,
 //! a validated name or path made only of characters systemd never interprets
 //! (see [`super::paths::is_safe_path_char`]), or an `ExecStart=` word quoted
 //! by [`systemd_word`]; so no config value can add a line or a directive
@@ -14,7 +17,7 @@ use std::path::{Path, PathBuf};
 use super::quote::systemd_word;
 use crate::config::Config;
 use crate::config::layer_options::{LayerOptions, is_valid_username};
-use crate::config::paths::{AppName, AppPaths, check_abs_path};
+use crate::config::paths::{AppName, AppPaths, check_abs_path, is_safe_path_char};
 
 /// What the unit is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +26,12 @@ pub struct UnitSpec {
     pub app: AppName,
     /// `User=` and `Group=` (the layer's username; the group has the same name).
     pub user: String,
-    /// `WorkingDirectory=`: the `current` release link.
+    /// `WorkingDirectory=`: the serving release's code, through `current`.
     pub working_directory: PathBuf,
+    /// The socket unit (`Requires=`, `After=`).
+    pub socket: String,
+    /// `StateDirectory=` and `CacheDirectory=` (`wsgi/<app>`).
+    pub systemd_dir_name: String,
     /// The venv's gunicorn (ExecStart's executable).
     pub gunicorn: PathBuf,
     /// The gunicorn.conf.py given with `--config`.
@@ -33,8 +40,6 @@ pub struct UnitSpec {
     pub venv_bin: PathBuf,
     /// Further gunicorn arguments (validated by [`Config`]; quoted here whatever they are).
     pub extra_args: Vec<String>,
-    /// The port; below 1024 the unit grants CAP_NET_BIND_SERVICE.
-    pub port: u16,
     /// gunicorn's log file; the only path made writable (`ReadWritePaths=`).
     /// The host must create it (owned by the user) before the first start:
     /// the file, not its directory, is bind-mounted writable.
@@ -57,12 +62,13 @@ impl UnitSpec {
         Self {
             app: paths.app.clone(),
             user: layer.username.clone(),
-            working_directory: paths.current.clone(),
+            working_directory: paths.current_app.clone(),
+            socket: paths.socket.clone(),
+            systemd_dir_name: paths.systemd_dir_name.clone(),
             gunicorn: paths.gunicorn.clone(),
             gunicorn_conf: paths.gunicorn_conf.clone(),
-            venv_bin: paths.venv.join("bin"),
+            venv_bin: paths.current_venv.join("bin"),
             extra_args: config.extra_gunicorn_args.clone(),
-            port: config.port,
             log_file: config.log_file(paths),
             memory_max: config.memory_max.clone(),
             tasks_max: config.tasks_max,
@@ -124,6 +130,20 @@ pub fn render_unit(spec: &UnitSpec) -> Result<String, UnitError> {
         .join(" ");
     let app = &spec.app;
     let user = &spec.user;
+    let socket = &spec.socket;
+    let dirs = &spec.systemd_dir_name;
+    if !dirs
+        .split('/')
+        .all(|c| !c.is_empty() && c.chars().all(is_safe_path_char) && c != "." && c != "..")
+        || !socket.ends_with(".socket")
+        || !socket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(UnitError(format!(
+            "bad socket {socket:?} or directory {dirs:?}"
+        )));
+    }
 
     let mut u = String::new();
     // write! to a String cannot fail; the results are ignored on purpose.
@@ -133,7 +153,10 @@ pub fn render_unit(spec: &UnitSpec) -> Result<String, UnitError> {
 # Written by the wsgi charm (wsgi-agent); changes are overwritten.
 [Unit]
 Description=WSGI application {app} (gunicorn)
-After=network.target
+Requires={socket}
+After=network.target {socket}
+StartLimitIntervalSec=300
+StartLimitBurst=60
 
 [Service]
 Type=notify
@@ -148,29 +171,30 @@ Environment=PATH={venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 ExecStart={exec_start}
 ExecReload=/bin/kill -s HUP $MAINPID
 Restart=on-failure
+# A crashing release restarts once a second while its health check runs
+# (then it is rolled back): below the start limit ([Unit]), systemd keeps
+# the socket listening and connections wait in its backlog.
+RestartSec=1
+# Data that outlives releases, upgrades and reboots; systemd makes them the
+# user's and sets STATE_DIRECTORY and CACHE_DIRECTORY.
+StateDirectory={dirs}
+StateDirectoryMode=0700
+CacheDirectory={dirs}
+CacheDirectoryMode=0700
 "
     );
     if let Some(log) = &log {
         let _ = writeln!(u, "ReadWritePaths={log}");
     }
-    if spec.port < 1024 {
-        u.push_str(
-            "\
-AmbientCapabilities=CAP_NET_BIND_SERVICE
-CapabilityBoundingSet=CAP_NET_BIND_SERVICE
-",
-        );
-    } else {
-        // No capability at all; PrivateUsers works for ports >= 1024
-        // (hardened-unit.md §1: it fails only for a privileged port).
-        u.push_str(
-            "\
+    // The socket is systemd's: no capability at all, and PrivateUsers
+    // (which a privileged bind() would need to be without).
+    u.push_str(
+        "\
 AmbientCapabilities=
 CapabilityBoundingSet=
 PrivateUsers=yes
 ",
-        );
-    }
+    );
     u.push_str("UMask=0077\n");
     if let Some(m) = &spec.memory_max {
         let _ = writeln!(u, "MemoryMax={m}");

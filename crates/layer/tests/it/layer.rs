@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use interfaces::Databag;
+use machine::release::{Source, Store};
 use machine::systemd::{ActiveState, Systemctl, UnitState};
+use machine::venv::Venv;
 use reactive::{Engine, State};
 use serde_json::{Map, Value, json};
 use wsgi_layer::seams::{ProvisionRun, RelationContext};
@@ -29,12 +31,30 @@ pub(crate) struct World {
     /// Who holds a port (port_holder), by port.
     pub(crate) port_holders: BTreeMap<u16, u32>,
     pub(crate) statuses: Vec<(Status, String)>,
+    /// Where the fake's releases live (a real store, in a temporary dir).
+    pub(crate) root: Option<PathBuf>,
+    /// What the next venv build says: Err(cause) fails it.
+    pub(crate) venv_error: Option<String>,
+    /// The requirements each built venv was keyed by (the source's hash).
+    pub(crate) action_params: Map<String, Value>,
+    pub(crate) action_results: BTreeMap<String, String>,
+    pub(crate) action_failed: Option<String>,
+    /// Releases whose health check fails while `current` names them.
+    pub(crate) bad_releases: Vec<u32>,
 }
 
 pub(crate) type Shared = Rc<RefCell<World>>;
 
 struct FakeJuju(Shared, PathBuf);
 struct FakeHost(Shared);
+
+impl FakeHost {
+    /// A machine path under the fake's root.
+    fn real(&self, p: &Path) -> PathBuf {
+        let root = self.0.borrow().root.clone().expect("the fake has a root");
+        root.join(p.strip_prefix("/").unwrap_or(p))
+    }
+}
 
 fn e(s: &str) -> anyhow::Error {
     anyhow::anyhow!("{s}")
@@ -140,7 +160,24 @@ impl Juju for FakeJuju {
             departing_unit: leak(&w.context.2),
         }
     }
-    fn log(&self, _: &str) {}
+    fn log(&self, m: &str) {
+        self.0.borrow_mut().calls.push(format!("log {m}"));
+    }
+    fn action_params(&self) -> anyhow::Result<Map<String, Value>> {
+        Ok(self.0.borrow().action_params.clone())
+    }
+    fn action_set(&self, r: &BTreeMap<String, String>) -> anyhow::Result<()> {
+        self.0.borrow_mut().action_results.extend(r.clone());
+        Ok(())
+    }
+    fn action_fail(&self, m: &str) -> anyhow::Result<()> {
+        self.0.borrow_mut().action_failed = Some(m.to_owned());
+        Ok(())
+    }
+    fn action_log(&self, m: &str) -> anyhow::Result<()> {
+        self.0.borrow_mut().calls.push(format!("action-log {m}"));
+        Ok(())
+    }
 }
 
 impl Host for FakeHost {
@@ -155,18 +192,59 @@ impl Host for FakeHost {
             .push(format!("apt {}", p.join(" ")));
         Ok(())
     }
-    fn unpack_release(&mut self, _: &Path, _: &Path, _: &Path) -> anyhow::Result<String> {
+    fn unpack_source(&mut self, archive: &Path, sources: &Path) -> anyhow::Result<Source> {
         self.0.borrow_mut().calls.push("unpack".into());
-        Ok("0123456789abcdef".into())
+        let hash = machine::digest(archive.display().to_string().as_bytes());
+        let dir = self.real(sources).join(&hash[..12]);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(".hash"), &hash)?;
+        Ok(Source {
+            hash,
+            root: dir.clone(),
+            dir,
+        })
     }
-    fn ensure_venv(
+    fn import_source(&mut self, dir: &Path, sources: &Path) -> anyhow::Result<Source> {
+        self.unpack_source(dir, sources)
+    }
+    fn existing_source(&mut self, sources: &Path, hash: &str) -> anyhow::Result<Option<Source>> {
+        let dir = self.real(sources).join(hash.get(..12).unwrap_or(hash));
+        Ok(std::fs::read_to_string(dir.join(".hash"))
+            .is_ok_and(|h| h == hash)
+            .then(|| Source {
+                hash: hash.to_owned(),
+                root: dir.clone(),
+                dir,
+            }))
+    }
+    fn build_venv(
         &mut self,
-        _: &Path,
-        _: &Path,
+        venvs: &Path,
+        app: &Path,
         _: Option<&Path>,
-        _: &machine::venv::Build,
-    ) -> anyhow::Result<String> {
-        Ok("py3.11 req".into())
+        b: &machine::venv::Build,
+    ) -> anyhow::Result<Venv> {
+        if let Some(cause) = self.0.borrow().venv_error.clone() {
+            return Err(anyhow::anyhow!("uv pip install: exit 1: {cause}").context(cause));
+        }
+        let key = machine::digest(format!("{} {:?}", app.display(), b.index_url).as_bytes());
+        let dir = self.real(venvs).join(&key[..16]);
+        std::fs::create_dir_all(&dir)?;
+        self.0
+            .borrow_mut()
+            .calls
+            .push(format!("venv {}", &key[..8]));
+        Ok(Venv {
+            requirements: "req".into(),
+            key,
+            dir,
+        })
+    }
+    fn store(&mut self, app_dir: &Path) -> Store {
+        Store::new(&self.real(app_dir))
+    }
+    fn install_uv(&mut self, _: &Path) -> anyhow::Result<Option<PathBuf>> {
+        Ok(Some("/usr/local/lib/wsgi-charm/uv".into()))
     }
     fn write_file(
         &mut self,
@@ -206,6 +284,7 @@ impl Host for FakeHost {
             },
             main_pid: w.main_pid,
             restarts: 0,
+            listen: Vec::new(),
         })
     }
     fn journal_tail(&mut self, _: &str, _: usize) -> String {
@@ -213,6 +292,12 @@ impl Host for FakeHost {
     }
     fn health(&mut self, _: u16, _: &str, _: u32) -> anyhow::Result<String> {
         self.0.borrow_mut().calls.push("health".into());
+        let current = std::fs::read_link(self.real(Path::new("/srv/hello/current")))
+            .ok()
+            .and_then(|t| t.file_name()?.to_str()?.parse::<u32>().ok());
+        if current.is_some_and(|id| self.0.borrow().bad_releases.contains(&id)) {
+            return Err(e("connection refused"));
+        }
         if self.0.borrow().healthy {
             Ok("HTTP/1.1 200 OK".into())
         } else {
@@ -248,15 +333,18 @@ pub(crate) struct Unit {
     pub(crate) state: State,
     pub(crate) engine: Engine<LayerCtx>,
     charm: tempfile::TempDir,
+    _machine: tempfile::TempDir,
 }
 
 impl Unit {
     pub(crate) fn new() -> Self {
         let world = Shared::default();
+        let machine = tempfile::tempdir().unwrap();
         {
             let mut w = world.borrow_mut();
             w.resource = Some("/res/app.tar.gz".into());
             w.healthy = true;
+            w.root = Some(machine.path().to_owned());
         }
         let mut engine = Engine::new();
         wsgi_layer::register(&mut engine).unwrap();
@@ -265,6 +353,7 @@ impl Unit {
             state: State::default(),
             engine,
             charm: tempfile::tempdir().unwrap(),
+            _machine: machine,
         }
     }
 
@@ -281,11 +370,28 @@ impl Unit {
         self.world.borrow().calls.clone()
     }
 
+    /// Runs an action with these parameters.
+    pub(crate) fn action(&mut self, name: &str, params: Value) -> Vec<String> {
+        {
+            let mut w = self.world.borrow_mut();
+            w.action_params = params.as_object().cloned().unwrap_or_default();
+            w.action_results.clear();
+            w.action_failed = None;
+        }
+        self.hook(&format!("actions/{name}"))
+    }
+
+    /// The release `current` names.
+    pub(crate) fn live(&self) -> Option<u32> {
+        let root = self.world.borrow().root.clone()?;
+        Store::new(&root.join("srv/hello")).live()
+    }
+
     pub(crate) fn status(&self) -> (Status, String) {
         self.world.borrow().statuses.last().cloned().unwrap()
     }
 
-    fn deploy(&mut self) {
+    pub(crate) fn deploy(&mut self) {
         for h in ["install", "leader-elected", "config-changed", "start"] {
             self.hook(h);
         }
@@ -309,8 +415,9 @@ fn has(calls: &[String], prefix: &str) -> usize {
 fn deploy_serves_and_opens_the_port() {
     let mut u = Unit::new();
     let calls = u.hook("install");
+    // No apt step: the charm's uv needs neither pip nor python3-venv.
     assert!(
-        calls.contains(&"apt python3-venv".into()) && calls.contains(&"useradd wsgi-hello".into()),
+        has(&calls, "apt") == 0 && calls.contains(&"useradd wsgi-hello".into()),
         "{calls:?}"
     );
     assert_eq!(has(&calls, "systemctl start"), 1);
@@ -323,7 +430,7 @@ fn deploy_serves_and_opens_the_port() {
         u.status(),
         (
             Status::Active,
-            "Serving wsgi:application on :80, 5 workers".into()
+            "Serving wsgi:application (release 1) on :80, 5 workers".into()
         )
     );
     assert!(u.state.flags.contains("wsgi.available") && u.state.flags.contains("wsgi.active"));
@@ -395,7 +502,10 @@ fn environment_change_reloads_port_change_restarts_and_moves_the_port() {
     let calls = u.hook("config-changed");
     assert_eq!(has(&calls, "systemctl restart"), 1, "{calls:?}");
     assert!(calls.contains(&"open-port 8080".into()) && calls.contains(&"close-port 80".into()));
-    assert_eq!(u.status().1, "Serving wsgi:application on :8080, 5 workers");
+    assert_eq!(
+        u.status().1,
+        "Serving wsgi:application (release 1) on :8080, 5 workers"
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod fuzz_config;
 mod layer;
+mod releases;
 mod render;
 mod upgrade;
 

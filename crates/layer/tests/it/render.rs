@@ -20,7 +20,7 @@ mod wsgi_render {
     use wsgi_layer::render::envfile::{merge, parse_env_file, render_env_file};
     use wsgi_layer::render::gunicorn_conf::{GunicornSpec, render_gunicorn_conf};
     use wsgi_layer::render::unit::{UnitSpec, render_unit};
-    use wsgi_layer::render::{DesiredState, RelationInputs};
+    use wsgi_layer::render::{DesiredState, RelationInputs, Serving};
 
     // ---------------------------------------------------------------- tools
 
@@ -215,11 +215,15 @@ mod wsgi_render {
         AppPaths::new(&layer().application_root, &AppName::new("hello").unwrap()).unwrap()
     }
 
-    /// The directives of a unit rendered from a known-good config with the same
-    /// port class and log-file choice, i.e. what any rendered unit must have.
-    fn baseline(port: u16, log: bool) -> Vec<Directive> {
-        let log = if log { "/var/log/wsgi.service.log" } else { "" };
-        let c = Config::from_json(&json!({"port": port, "wsgi_logfile_path": log}), 2).unwrap();
+    /// The directives of a unit rendered from a known-good config with the
+    /// same log-file choice, i.e. what any rendered unit must have.
+    fn baseline(log: bool) -> Vec<Directive> {
+        let log = if log {
+            "/var/log/wsgi.service.log"
+        } else {
+            "none"
+        };
+        let c = Config::from_json(&json!({"wsgi_logfile_path": log}), 2).unwrap();
         parse_unit(&render_unit(&UnitSpec::new(&c, &layer(), &paths())).unwrap()).unwrap()
     }
 
@@ -232,7 +236,7 @@ mod wsgi_render {
             "control character in unit"
         );
         let got = parse_unit(text).map_err(TestCaseError::fail)?;
-        let want = baseline(spec.port, spec.log_file.is_some());
+        let want = baseline(spec.log_file.is_some());
         let keys = |d: &[Directive]| {
             d.iter()
                 .map(|(s, k, _)| format!("{s}.{k}"))
@@ -697,7 +701,7 @@ print(json.dumps(out))
                 // gunicorn logs to stderr (the journal); on_starting adds the file.
                 "errorlog": "-", "accesslog": "-", "LOG_FILE": "/var/log/hello/g.log",
                 "capture_output": true, "control_socket_disable": true, "preload_app": false,
-                "wsgi_app": "app.wsgi:application", "chdir": "/srv/hello/current", "raw_env": ["A=1"],
+                "wsgi_app": "app.wsgi:application", "chdir": "/srv/hello/current/app", "raw_env": ["A=1"],
             })
         );
     }
@@ -755,7 +759,7 @@ print(json.dumps([first, second, third, fourth]))
 
     /// `systemd-analyze verify` against a scratch root (env-probe.md §1): clean
     /// means rc 0 and no output at all, warnings included.
-    fn verify_clean(unit: &str, paths: &AppPaths) {
+    fn verify_clean(unit: &str, socket: &str, paths: &AppPaths) {
         let analyze = tool("/usr/bin/systemd-analyze");
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
@@ -776,10 +780,12 @@ print(json.dumps([first, second, third, fourth]))
         let unit_path = r.join(paths.unit_file.strip_prefix("/").unwrap());
         std::fs::create_dir_all(unit_path.parent().unwrap()).unwrap();
         std::fs::write(&unit_path, unit).unwrap();
+        std::fs::write(r.join(paths.socket_file.strip_prefix("/").unwrap()), socket).unwrap();
         let out = Command::new(analyze)
             .arg("verify")
             .arg(format!("--root={}", r.display()))
             .arg(&paths.unit_file)
+            .arg(&paths.socket_file)
             .output()
             .unwrap();
         assert!(
@@ -804,9 +810,14 @@ print(json.dumps([first, second, third, fourth]))
             json!({"port": 443, "extra_gunicorn_args": "--graceful-timeout 60 --forwarded-allow-ips=* --access-logformat '%(h)s \"%(r)s\" $x \\\\ ;'"}),
         ] {
             let c = Config::from_json(&j, 2).unwrap();
-            let state = DesiredState::render(&c, &layer(), &p, &relations, "venv", "src").unwrap();
+            let serving = Serving {
+                id: 3,
+                venv: "venv".into(),
+                source: "src".into(),
+            };
+            let state = DesiredState::render(&c, &layer(), &p, &relations, &serving).unwrap();
             assert!(!state.unit.contains("p%40ss"), "secrets never in the unit");
-            verify_clean(&state.unit, &p);
+            verify_clean(&state.unit, &state.socket, &p);
         }
     }
 

@@ -1,11 +1,9 @@
-//! Releases of the app: each archive unpacked once into
-//! `releases/<content hash>`, then `current` switched to it with one rename
-//! (a reader sees the old tree or the new one, never half of each). A
+//! An archive unpacked as a source: `sources/<content hash>`, once. A
 //! hostile or broken archive is refused whole: nothing written or pointing
-//! outside the release directory (every link resolved after unpacking), no
+//! outside the source directory (every link resolved after unpacking), no
 //! devices, hard links or setuid bits, no group or other write, a bounded
 //! real size (PAX `size` records counted) and number of entries, and room
-//! left on the disk. The release is root's and read-only to the app.
+//! left on the disk. The tree is root's and read-only to the app.
 
 use std::io::{BufReader, Read, Seek};
 use std::path::{Component, Path, PathBuf};
@@ -15,16 +13,33 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 use crate::fs::create_dirs;
 
-/// Releases kept besides the current one (for a quick roll back by hand).
-const KEEP_OLD: usize = 2;
 /// Largest unpacked size accepted.
 pub const MAX_BYTES: u64 = 4 << 30;
 /// Most entries accepted.
 pub const MAX_ENTRIES: usize = 200_000;
 /// Space that must stay free on the release's file system while unpacking.
 const HEADROOM: u64 = 512 << 20;
-/// The full SHA-256 of the archive a release came from, inside it.
+/// The full SHA-256 of the archive a source came from, inside it.
 const ORIGIN: &str = ".wsgi-charm-release";
+
+/// An unpacked archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The archive's full SHA-256, hex.
+    pub hash: String,
+    /// `sources/<first 12 hex digits>`.
+    pub dir: PathBuf,
+    /// The app inside: `dir`, or its only top-level directory
+    /// (`tar czf app.tar.gz app/`).
+    pub root: PathBuf,
+}
+
+impl Source {
+    /// The short id (12 hex digits), the source directory's name.
+    pub fn id(&self) -> &str {
+        &self.hash[..12]
+    }
+}
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |e| Error::io(op, path, e)
@@ -34,12 +49,28 @@ fn bad(archive: &Path, why: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("{}: {why}", archive.display()))
 }
 
-/// Unpacks `archive` (tar, optionally gzip-compressed) as a release under
-/// `releases` and points `current` at it; returns the release id (the first
-/// 12 hex digits of the archive's SHA-256). When the archive holds a single
-/// top-level directory, that directory is the app.
-pub fn unpack(archive: &Path, releases: &Path, current: &Path) -> Result<String, Error> {
-    unpack_with(archive, releases, current, &Limits::default())
+/// Unpacks `archive` (tar, optionally gzip-compressed) into
+/// `sources/<id>` unless it is there already (the id is the first 12 hex
+/// digits of its SHA-256, and the full hash is checked).
+pub fn unpack(archive: &Path, sources: &Path) -> Result<Source, Error> {
+    unpack_with(archive, sources, &Limits::default())
+}
+
+/// The source unpacked earlier from the archive whose SHA-256 is `hash`,
+/// if it is still there whole.
+pub fn existing(sources: &Path, hash: &str) -> Result<Option<Source>, Error> {
+    if hash.len() < 12 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let dir = sources.join(&hash[..12]);
+    if std::fs::read_to_string(dir.join(ORIGIN)).ok().as_deref() != Some(hash) {
+        return Ok(None);
+    }
+    Ok(Some(Source {
+        root: app_root(&dir)?,
+        dir,
+        hash: hash.to_owned(),
+    }))
 }
 
 /// How large an archive may unpack to.
@@ -61,16 +92,11 @@ impl Default for Limits {
 }
 
 /// [`unpack`] with other limits.
-pub fn unpack_with(
-    archive: &Path,
-    releases: &Path,
-    current: &Path,
-    limits: &Limits,
-) -> Result<String, Error> {
+pub fn unpack_with(archive: &Path, sources: &Path, limits: &Limits) -> Result<Source, Error> {
     let full = hash_file(archive)?;
     let id = full[..12].to_owned();
-    let target = releases.join(&id);
-    // A release of the same short id but another archive (12 digits can
+    let target = sources.join(&id);
+    // A source of the same short id but another archive (12 digits can
     // collide) is unpacked anew, never reused.
     if target.is_dir()
         && std::fs::read_to_string(target.join(ORIGIN)).ok().as_deref() != Some(full.as_str())
@@ -78,8 +104,8 @@ pub fn unpack_with(
         fs_err::remove_dir_all(&target)?;
     }
     if !target.is_dir() {
-        create_dirs(releases)?;
-        let partial = releases.join(format!(".partial-{id}-{}", std::process::id()));
+        create_dirs(sources)?;
+        let partial = sources.join(format!(".partial-{id}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&partial);
         create_dirs(&partial)?;
         if let Err(e) =
@@ -91,9 +117,11 @@ pub fn unpack_with(
         fs_err::write(partial.join(ORIGIN), &full)?;
         fs_err::rename(&partial, &target)?;
     }
-    switch(&app_root(&target)?, current)?;
-    prune(releases, &target);
-    Ok(id)
+    Ok(Source {
+        root: app_root(&target)?,
+        dir: target,
+        hash: full,
+    })
 }
 
 fn hash_file(path: &Path) -> Result<String, Error> {
@@ -289,47 +317,40 @@ fn app_root(release: &Path) -> Result<PathBuf, Error> {
     }
 }
 
-/// Points the symlink `current` at `target` atomically.
-fn switch(target: &Path, current: &Path) -> Result<(), Error> {
-    if std::fs::read_link(current).is_ok_and(|t| t == target) {
-        return Ok(());
-    }
-    let tmp = current.with_extension(format!("new-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp).map_err(io("symlink", &tmp))?;
-    std::fs::rename(&tmp, current).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io("switch", current, e)
-    })
-}
-
-/// Removes old releases beyond [`KEEP_OLD`] (oldest first) and leftovers of
-/// interrupted unpacks. Best effort: a failure here costs disk, not service.
-fn prune(releases: &Path, keep: &Path) {
-    let Ok(dir) = std::fs::read_dir(releases) else {
-        return;
-    };
-    let mut old: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
-    for e in dir.flatten() {
-        let p = e.path();
-        if p == keep {
-            continue;
+/// Packs the directory `dir` as a tar at `out`, the same bytes for the same
+/// tree (sorted names, no times, owners or modes beyond the executable bit):
+/// code a charm places as a directory becomes a source like an archive,
+/// with the same checks and a content id.
+pub fn pack_dir(dir: &Path, out: &Path) -> Result<(), Error> {
+    let file = fs_err::File::create(out)?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(file));
+    b.mode(tar::HeaderMode::Deterministic);
+    b.follow_symlinks(false);
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let mut names: Vec<_> = fs_err::read_dir(dir.join(&rel))?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let rel = rel.join(&name);
+            let full = dir.join(&rel);
+            let meta = fs_err::symlink_metadata(&full)?;
+            if meta.is_dir() {
+                b.append_dir(&rel, &full).map_err(io("pack", &full))?;
+                stack.push(rel);
+            } else {
+                b.append_path_with_name(&full, &rel)
+                    .map_err(io("pack", &full))?;
+            }
         }
-        if e.file_name().to_string_lossy().starts_with(".partial-") {
-            let _ = std::fs::remove_dir_all(&p);
-            continue;
-        }
-        let t = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .unwrap_or(std::time::UNIX_EPOCH);
-        old.push((t, p));
     }
-    old.sort();
-    let n = old.len().saturating_sub(KEEP_OLD);
-    for (_, p) in old.into_iter().take(n) {
-        let _ = std::fs::remove_dir_all(p);
-    }
+    b.into_inner()
+        .map_err(io("pack", out))?
+        .into_inner()
+        .map_err(|e| Error::io("pack", out, e.into_error()))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -361,44 +382,62 @@ mod tests {
     }
 
     #[test]
-    fn unpacks_switches_and_is_idempotent() {
+    fn unpacks_once_per_content() {
         let d = tempfile::tempdir().unwrap();
-        let (rel, cur) = (d.path().join("releases"), d.path().join("current"));
+        let src = d.path().join("sources");
         let a = tarball(
             d.path(),
             "a.tgz",
             &[("wsgi.py", "A"), ("requirements.txt", "")],
             true,
         );
-        let id = unpack(&a, &rel, &cur).unwrap();
-        assert_eq!(std::fs::read_to_string(cur.join("wsgi.py")).unwrap(), "A");
-        assert_eq!(unpack(&a, &rel, &cur).unwrap(), id);
+        let s = unpack(&a, &src).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(s.root.join("wsgi.py")).unwrap(),
+            "A"
+        );
+        assert_eq!(s.dir, src.join(s.id()));
+        assert_eq!(unpack(&a, &src).unwrap(), s);
+        assert_eq!(existing(&src, &s.hash).unwrap(), Some(s.clone()));
+        assert_eq!(existing(&src, &"0".repeat(64)).unwrap(), None);
         let b = tarball(d.path(), "b.tar", &[("app/wsgi.py", "B")], false);
-        let id2 = unpack(&b, &rel, &cur).unwrap();
-        assert_ne!(id, id2);
+        let s2 = unpack(&b, &src).unwrap();
+        assert_ne!(s.hash, s2.hash);
         // A single top-level directory is the app.
-        assert_eq!(std::fs::read_to_string(cur.join("wsgi.py")).unwrap(), "B");
+        assert_eq!(s2.root, s2.dir.join("app"));
+        assert_eq!(
+            std::fs::read_to_string(s2.root.join("wsgi.py")).unwrap(),
+            "B"
+        );
     }
 
     #[test]
-    fn old_releases_are_pruned() {
+    fn a_directory_packs_the_same_whatever_its_mtimes() {
         let d = tempfile::tempdir().unwrap();
-        let (rel, cur) = (d.path().join("releases"), d.path().join("current"));
-        for i in 0..6 {
-            let a = tarball(d.path(), "a.tgz", &[("wsgi.py", &i.to_string())], true);
-            unpack(&a, &rel, &cur).unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert_eq!(std::fs::read_dir(&rel).unwrap().count(), KEEP_OLD + 1);
-        assert_eq!(std::fs::read_to_string(cur.join("wsgi.py")).unwrap(), "5");
+        let tree = d.path().join("tree");
+        std::fs::create_dir_all(tree.join("pkg")).unwrap();
+        std::fs::write(tree.join("wsgi.py"), "x").unwrap();
+        std::fs::write(tree.join("pkg/a.py"), "a").unwrap();
+        std::os::unix::fs::symlink("pkg/a.py", tree.join("link.py")).unwrap();
+        let (one, two) = (d.path().join("1.tar"), d.path().join("2.tar"));
+        pack_dir(&tree, &one).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(tree.join("wsgi.py"), "x").unwrap();
+        pack_dir(&tree, &two).unwrap();
+        assert_eq!(std::fs::read(&one).unwrap(), std::fs::read(&two).unwrap());
+        let s = unpack(&one, &d.path().join("sources")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(s.root.join("link.py")).unwrap(),
+            "a"
+        );
     }
 
     #[test]
-    fn hostile_and_broken_archives_are_refused_and_current_kept() {
+    fn hostile_and_broken_archives_are_refused_whole() {
         let d = tempfile::tempdir().unwrap();
-        let (rel, cur) = (d.path().join("releases"), d.path().join("current"));
+        let rel = d.path().join("sources");
         let good = tarball(d.path(), "g.tgz", &[("wsgi.py", "ok")], true);
-        unpack(&good, &rel, &cur).unwrap();
+        unpack(&good, &rel).unwrap();
 
         let empty = d.path().join("empty");
         std::fs::write(&empty, "").unwrap();
@@ -437,12 +476,11 @@ mod tests {
             (&dotdot, ".."),
             (&link, "absolute"),
         ] {
-            let e = unpack(archive, &rel, &cur).unwrap_err().to_string();
+            let e = unpack(archive, &rel).unwrap_err().to_string();
             assert!(e.contains(why), "{archive:?}: {e}");
-            assert_eq!(std::fs::read_to_string(cur.join("wsgi.py")).unwrap(), "ok");
         }
         assert!(!d.path().join("escaped.py").exists());
-        // No partial release left behind.
+        // No partial source left behind.
         assert_eq!(std::fs::read_dir(&rel).unwrap().count(), 1);
     }
 }

@@ -173,9 +173,8 @@ proptest! {
         std::fs::create_dir_all(&root).unwrap();
         let tar = scratch.path().join("app.tar");
         std::fs::write(&tar, archive(&entries)).unwrap();
-        let releases = root.join("releases");
-        let current = root.join("current");
-        let result = unpack_with(&tar, &releases, &current, &LIMITS);
+        let releases = root.join("sources");
+        let result = unpack_with(&tar, &releases, &LIMITS);
 
         // Nothing outside the app directory, ever.
         prop_assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
@@ -188,7 +187,7 @@ proptest! {
         }
         match &result {
             Ok(_) => {
-                prop_assert!(top == ["current", "releases"], "{:?}", top);
+                prop_assert!(top == ["sources"], "{:?}", top);
                 let real_root = std::fs::canonicalize(&releases).unwrap();
                 let (mut bytes, mut count) = (0u64, 0usize);
                 for f in &files {
@@ -211,9 +210,8 @@ proptest! {
                 prop_assert!(count <= LIMITS.max_entries + 2, "{} entries", count);
             }
             Err(_) => {
-                // Refused whole: no release, no partial, `current` not made.
+                // Refused whole: no source, no partial.
                 prop_assert!(files.is_empty(), "left behind: {:?}", files);
-                prop_assert!(!current.exists());
             }
         }
     }
@@ -258,14 +256,9 @@ fn a_chain_of_links_to_shadow_and_a_pax_size_bomb_are_refused() {
     let tar = scratch.path().join("chain.tar");
     std::fs::write(&tar, archive(&chain)).unwrap();
     let root = scratch.path().join("app");
-    let e = unpack_with(
-        &tar,
-        &root.join("releases"),
-        &root.join("current"),
-        &Limits::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = unpack_with(&tar, &root.join("sources"), &Limits::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("resolves outside the archive"), "{e}");
 
     // 1 KiB that the header says is empty, a PAX record says 1 MiB.
@@ -279,7 +272,7 @@ fn a_chain_of_links_to_shadow_and_a_pax_size_bomb_are_refused() {
     }];
     let tar = scratch.path().join("bomb.tar");
     std::fs::write(&tar, archive(&bomb)).unwrap();
-    let e = unpack_with(&tar, &root.join("releases"), &root.join("current"), &LIMITS)
+    let e = unpack_with(&tar, &root.join("sources"), &LIMITS)
         .unwrap_err()
         .to_string();
     assert!(e.contains("too large"), "{e}");
