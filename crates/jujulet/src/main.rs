@@ -118,6 +118,10 @@ struct Deploy {
     /// The application name (default: the charm's name).
     #[arg(long)]
     name: Option<String>,
+    /// Deploy onto the machine of the model in this dir (as `juju deploy
+    /// --to` an existing machine: two applications on one machine).
+    #[arg(long, value_name = "MODEL_DIR")]
+    to: Option<PathBuf>,
 }
 
 /// `NAME=PATH`, with PATH made absolute and checked to exist.
@@ -448,9 +452,20 @@ fn deploy(model_dir: &Path, d: Deploy, progress: &dyn Fn(&str)) -> Result<()> {
             resource_file(model_dir, &name, &path, progress)?,
         ));
     }
-    machines::preflight(d.machine)?;
-    progress(&format!("creating a {} machine", d.machine));
-    let machine = machines::create(d.machine, model_dir, progress)?;
+    let machine = match &d.to {
+        Some(owner) => {
+            progress(&format!(
+                "deploying onto the machine of {}",
+                owner.display()
+            ));
+            machines::share(model_dir, owner)?
+        }
+        None => {
+            machines::preflight(d.machine)?;
+            progress(&format!("creating a {} machine", d.machine));
+            machines::create(d.machine, model_dir, progress)?
+        }
+    };
     model.agent = Status::new(Agent::Allocating, "");
     model.save(model_dir)?;
     let tag = model.unit_tag();

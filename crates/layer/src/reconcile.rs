@@ -795,7 +795,10 @@ impl Reconcile<'_, '_> {
                 if self.ctx.layer.host.service_state(&svc)?.active.is_running() {
                     return Err(e.into());
                 }
-                self.ctx.layer.juju.log(&format!("{e:#}; starting it instead"));
+                self.ctx
+                    .layer
+                    .juju
+                    .log(&format!("{e:#}; starting it instead"));
                 act = Action::Restart;
                 running = false;
             }

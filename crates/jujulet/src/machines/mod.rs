@@ -200,7 +200,24 @@ pub fn attach(model_dir: &Path) -> Result<Box<dyn Machine>, MachineError> {
         None => Err(MachineError::NoMachine(model_dir.join(STATE_FILE))),
         Some(State::Host) => Ok(Box::new(host::Host::attach(&model_dir)?)),
         Some(State::Nspawn(st)) => Ok(Box::new(nspawn::Nspawn::attach(&model_dir, st)?)),
+        Some(State::Shared { owner }) => attach(&owner),
     }
+}
+
+/// Records that the model in `model_dir` runs on the machine of the model
+/// in `owner` (`juju deploy --to` an existing machine: two applications on
+/// one machine); returns that machine. Destroying this model leaves it.
+pub fn share(model_dir: &Path, owner: &Path) -> Result<Box<dyn Machine>, MachineError> {
+    let model_dir = absolute(model_dir)?;
+    let owner = absolute(owner)?;
+    if owner == model_dir {
+        return Err(MachineError::Invalid(
+            "--to names this model's own dir".into(),
+        ));
+    }
+    let machine = attach(&owner)?;
+    write_state(&model_dir, &State::Shared { owner })?;
+    Ok(machine)
 }
 
 /// Destroy whatever machine `<model_dir>` records, in whatever state it is
@@ -211,6 +228,8 @@ pub fn destroy(model_dir: &Path) -> Result<(), MachineError> {
     match read_state(&model_dir)? {
         Some(State::Host) => host::forget(&model_dir),
         Some(State::Nspawn(st)) => nspawn::teardown(&model_dir, &st, None),
+        // The machine is the owner's: only the record goes.
+        Some(State::Shared { .. }) => remove_state(&model_dir),
         // No record, but a crash between mount and record is possible:
         // clean the machine dir anyway.
         None => nspawn::teardown(&model_dir, &nspawn::NspawnState::planned(&model_dir), None),
@@ -233,6 +252,10 @@ const STATE_FILE: &str = "machine.json";
 enum State {
     Nspawn(nspawn::NspawnState),
     Host,
+    /// The machine of another model (its dir).
+    Shared {
+        owner: PathBuf,
+    },
 }
 
 fn read_state(model_dir: &Path) -> Result<Option<State>, MachineError> {

@@ -405,7 +405,13 @@ fn a_machine_without_python3_venv_or_pip_deploys_with_the_charms_uv() {
     let (code, _, _) = m.exec(&["dpkg", "-s", "python3-venv"]);
     assert_ne!(code, 0, "python3-venv was installed");
     assert!(sh(&m, "test -x /usr/local/lib/wsgi-charm/uv && echo ok").contains("ok"));
-    assert!(sh(&m, "test -x /srv/hello/current/venv/bin/gunicorn && echo ok").contains("ok"));
+    assert!(
+        sh(
+            &m,
+            "test -x /srv/hello/current/venv/bin/gunicorn && echo ok"
+        )
+        .contains("ok")
+    );
     let (code, _, _) = m.exec(&["test", "-e", "/srv/hello/current/venv/bin/pip"]);
     assert_ne!(code, 0, "a pip in the venv: not uv's");
 }

@@ -160,28 +160,75 @@ fn nothing_the_app_its_archive_or_its_config_controls_runs_as_root() {
     );
     serving(&m);
 
-    // E6: the app's own user and group; another app's user (what the charm
-    // makes for an app named notes on the same machine) can neither read
-    // hello's environment file nor signal its processes.
+    // E6: two applications of the charm on one machine (a second model
+    // deployed onto this one's machine, as `juju deploy --to`): each runs
+    // as its own user, and neither can read the other's environment file
+    // or data, or signal the other's processes.
     assert_eq!(
         sh(&m, "stat -c '%a %U %G' /etc/wsgi/hello/environment").trim(),
         "640 root wsgi-hello"
     );
-    sh(
-        &m,
-        "useradd --system --user-group --no-create-home --shell /usr/sbin/nologin wsgi-notes",
+    let other = Model::new("wsgi-security-notes-");
+    let notes_tar = app_tarball(
+        &repo().join("examples/hello"),
+        &[],
+        &other.tmp.path().join("notes.tar.gz"),
     );
+    let args = Model::deploy_args(
+        "notes",
+        Some(&notes_tar),
+        &[
+            "port=18701",
+            "environment_variables=NOTES_SECRET=n0tes-only",
+        ],
+    );
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let owner = m.dir().display().to_string();
+    args.extend(["--to", &owner]);
+    other.ok(&args);
+    assert!(
+        other.unit_status().contains("active"),
+        "{}",
+        other.unit_status()
+    );
+    assert_eq!(get(18701, "/env?name=NOTES_SECRET").1, "n0tes-only\n");
+    let users = sh(
+        &m,
+        "ps -o user= -p $(systemctl show -p MainPID --value wsgi-hello.service) -p $(systemctl show -p MainPID --value wsgi-notes.service)",
+    );
+    assert_eq!(
+        users.split_whitespace().collect::<Vec<_>>(),
+        ["wsgi-hello", "wsgi-notes"]
+    );
+    for (who, file) in [
+        ("wsgi-notes", "/etc/wsgi/hello/environment"),
+        ("wsgi-hello", "/etc/wsgi/notes/environment"),
+        ("wsgi-notes", "/var/log/wsgi/hello.log"),
+        ("wsgi-hello", "/var/lib/wsgi/notes"),
+    ] {
+        let (code, _, err) = m.exec(&[
+            "setpriv",
+            &format!("--reuid={who}"),
+            &format!("--regid={who}"),
+            "--init-groups",
+            "ls",
+            "-l",
+            file,
+        ]);
+        let (code2, _, _) = m.exec(&[
+            "setpriv",
+            &format!("--reuid={who}"),
+            &format!("--regid={who}"),
+            "--init-groups",
+            "cat",
+            file,
+        ]);
+        assert!(
+            code2 != 0 && (code != 0 || !file.starts_with("/var/lib")),
+            "{who} read {file}: {err}"
+        );
+    }
     let pid = m.main_pid(UNIT);
-    let (code, _, err) = m.exec(&[
-        "setpriv",
-        "--reuid=wsgi-notes",
-        "--regid=wsgi-notes",
-        "--init-groups",
-        "cat",
-        "/etc/wsgi/hello/environment",
-    ]);
-    assert_ne!(code, 0, "another app's user read the environment file");
-    assert!(err.contains("Permission denied"), "{err}");
     let (code, _, err) = m.exec(&[
         "setpriv",
         "--reuid=wsgi-notes",
@@ -194,6 +241,12 @@ fn nothing_the_app_its_archive_or_its_config_controls_runs_as_root() {
     assert_ne!(
         code, 0,
         "another app's user may signal hello's gunicorn: {err}"
+    );
+    drop(other);
+    assert_eq!(
+        get(PORT, "/").0,
+        200,
+        "removing the other model's record kept this machine"
     );
 
     // W2: provision_command ran in a transient unit with the service's
