@@ -72,6 +72,13 @@ enum Command {
     },
     /// Reboot the machine (its disk kept); Juju then runs the start hook.
     Reboot,
+    /// Set (KEY=VALUE) or show the model's config, as `juju model-config`:
+    /// automatically-retry-hooks, update-status-hook-interval,
+    /// juju-http-proxy, juju-https-proxy, juju-ftp-proxy, juju-no-proxy.
+    ModelConfig { settings: Vec<String> },
+    /// Let time pass (e.g. 30s, 5m): the hook retries and the update-status
+    /// timer that fall due meanwhile run, as under a controller.
+    Wait { time: String },
     /// Retry the failed hook and carry on.
     Resolve,
     /// The unit, its statuses, ports and relations.
@@ -214,7 +221,51 @@ impl Session {
             progress,
         );
         let model = &mut self.model;
+        // What Juju's timers made due since the last command runs first.
+        if !matches!(
+            command,
+            Command::ModelConfig { .. } | Command::Wait { .. } | Command::Resolve
+        ) {
+            match s.tick(model) {
+                Ok(()) | Err(jujulet::scheduler::SchedError::InError { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         match command {
+            Command::ModelConfig { settings } if settings.is_empty() => {
+                for (k, _) in jujulet::model::MODEL_CONFIG {
+                    out!("{k}: {}", model.setting(k));
+                }
+            }
+            Command::ModelConfig { settings } => {
+                for arg in &settings {
+                    let (k, v) = arg
+                        .split_once('=')
+                        .with_context(|| format!("{arg:?}: expected KEY=VALUE"))?;
+                    jujulet::model::check_model_config(k, v)?;
+                    model.model_config.insert(k.to_owned(), v.to_owned());
+                }
+                if model.update_status_interval().is_none() {
+                    model.next_update_status = None;
+                } else if settings
+                    .iter()
+                    .any(|a| a.starts_with("update-status-hook-interval="))
+                {
+                    // A new period: the timer restarts with it.
+                    let d = model.update_status_interval().unwrap_or_default();
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(0));
+                    model.next_update_status =
+                        Some(now + u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                }
+                model.save(&self.model_dir)?;
+            }
+            Command::Wait { time } => {
+                let d = jujulet::model::parse_duration(&time)
+                    .with_context(|| format!("{time:?}: a duration such as 30s, 5m or 250ms"))?;
+                s.wait(model, d)?;
+            }
             Command::Config { settings, reset } if settings.is_empty() && reset.is_empty() => {
                 let charm =
                     Paths::new(self.machine.as_ref()).host(&install::charm_dir(&model.unit_tag()));

@@ -26,6 +26,10 @@ pub const JUJU_VERSION: &str = "3.6.14";
 /// How a hook or an action ran.
 struct Ran {
     ok: bool,
+    /// Ended by a signal (nothing committed, the unit not in error).
+    killed: bool,
+    /// By the fault injection.
+    injected: bool,
     action: context::ActionRecord,
     code: Option<i32>,
 }
@@ -70,6 +74,10 @@ pub enum SchedError {
         count: usize,
         last: String,
     },
+    #[error(
+        "hook {hook:?} was killed (JUJULET_KILL_HOOK_AFTER_MS); it stays queued and runs again on the next command, as Juju re-queues a killed hook"
+    )]
+    Killed { hook: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -104,6 +112,24 @@ pub struct Scheduler<'a> {
     pub standins: &'a dyn StandIns,
     pub progress: &'a dyn Fn(&str),
     pub hook_timeout: Duration,
+    /// Fault injection (JUJULET_KILL_HOOK_AFTER_MS): SIGKILL the first hook
+    /// this command runs after that long, as if the unit agent died with
+    /// it; the hook stays queued and runs again on the next command.
+    kill_after: std::cell::Cell<Option<u64>>,
+    /// The first retry's delay (Juju: 5 s; JUJULET_RETRY_BASE_MS for tests).
+    pub retry_base: Duration,
+}
+
+/// Juju's retry of a failed hook: `base` (5 s), doubling, at most 5 min.
+fn retry_delay(base: Duration, attempt: u32) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(16);
+    base.saturating_mul(factor).min(Duration::from_secs(300))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl<'a> Scheduler<'a> {
@@ -119,7 +145,86 @@ impl<'a> Scheduler<'a> {
             standins,
             progress,
             hook_timeout: Duration::from_secs(3600),
+            kill_after: std::cell::Cell::new(
+                std::env::var("JUJULET_KILL_HOOK_AFTER_MS")
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok()),
+            ),
+            retry_base: Duration::from_millis(
+                std::env::var("JUJULET_RETRY_BASE_MS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(5000),
+            ),
         }
+    }
+
+    /// Fault injection: SIGKILL the next hook after `ms` milliseconds.
+    pub fn kill_next_hook_after(&self, ms: u64) {
+        self.kill_after.set(Some(ms));
+    }
+
+    /// Runs what the agent has due: hooks still queued, the automatic
+    /// retry of a failed hook, then update-status if its timer fired.
+    pub fn tick(&self, model: &mut Model) -> Result<(), SchedError> {
+        let now = now_ms();
+        // Hooks left queued (their command died with them) run first.
+        if model.error_hook.is_none() && !model.queue.is_empty() {
+            self.run_queue(model)?;
+        }
+        if model.error_hook.is_some()
+            && let Some((attempt, at)) = model.retry
+            && at <= now
+        {
+            (self.progress)(&format!(
+                "retrying the failed hook (attempt {attempt}, automatically-retry-hooks)"
+            ));
+            model.error_hook = None;
+            model.agent = Status::new(Agent::Idle, "");
+            self.run_queue(model)?;
+        }
+        if model.error_hook.is_none()
+            && model.queue.is_empty()
+            && model.next_update_status.is_some_and(|t| t <= now)
+        {
+            model.queue.push_back(Hook::plain("update-status"));
+            self.run_queue(model)?;
+        }
+        Ok(())
+    }
+
+    /// Lets `time` pass in the model: the retries and timers that fall due
+    /// meanwhile run at their times (what a controller does while nobody
+    /// types). A hook that fails again is reported, not an error.
+    pub fn wait(&self, model: &mut Model, time: Duration) -> Result<(), SchedError> {
+        let deadline = now_ms().saturating_add(u64::try_from(time.as_millis()).unwrap_or(u64::MAX));
+        loop {
+            match self.tick(model) {
+                Ok(()) | Err(SchedError::InError { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let retry = model.error_hook.as_ref().and(model.retry).map(|(_, at)| at);
+            let next = [retry, model.next_update_status]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(u64::MAX)
+                .min(deadline);
+            let now = now_ms();
+            if now >= deadline && next >= deadline {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(next.saturating_sub(now).max(10)));
+        }
+    }
+
+    /// Arms the update-status timer: Juju's period ±20 %.
+    fn arm_update_status(model: &mut Model) {
+        model.next_update_status = model.update_status_interval().map(|d| {
+            let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            let jitter = (now_ms() % 401) as f64 / 1000.0 - 0.2;
+            now_ms().saturating_add((ms as f64 * (1.0 + jitter)) as u64)
+        });
     }
 
     fn paths(&self) -> Paths<'_> {
@@ -320,16 +425,47 @@ impl<'a> Scheduler<'a> {
     /// Run queued hooks until the queue is empty or a hook fails.
     pub fn run_queue(&self, model: &mut Model) -> Result<(), SchedError> {
         let mut reactions = 0usize;
+        let mut requeued = 0u32;
         while let Some(hook) = model.queue.front().cloned() {
             if let Some(failed) = &model.error_hook {
                 return Err(SchedError::InError {
                     hook: failed.name.clone(),
                 });
             }
-            let committed = self.run_one(model, &hook)?;
-            if !committed {
+            let ran = self.execute(model, &hook)?;
+            if ran.killed {
+                if ran.injected {
+                    // As when the unit agent dies with its hook: the hook
+                    // stays queued and runs again when the agent is back.
+                    model.save(&self.model_dir)?;
+                    return Err(SchedError::Killed { hook: hook.name });
+                }
+                // Juju re-queues a hook killed by a signal and runs it again.
+                requeued += 1;
+                if requeued <= 3 {
+                    continue;
+                }
+            }
+            if !ran.ok {
+                if model.setting("automatically-retry-hooks") == "true" {
+                    let attempt = model.retry.map_or(1, |(n, _)| n + 1);
+                    let delay = retry_delay(self.retry_base, attempt);
+                    model.retry = Some((
+                        attempt + 1,
+                        now_ms()
+                            .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                    ));
+                    model.save(&self.model_dir)?;
+                    (self.progress)(&format!(
+                        "{} failed; Juju retries it in {} s (automatically-retry-hooks; `jujulet wait` lets the time pass)",
+                        hook.name,
+                        delay.as_secs()
+                    ));
+                }
                 return Err(SchedError::InError { hook: hook.name });
             }
+            model.retry = None;
+            requeued = 0;
             model.queue.pop_front();
             if hook.name.ends_with("-relation-broken")
                 && let Some(id) = hook.relation_id
@@ -428,11 +564,6 @@ impl<'a> Scheduler<'a> {
         Ok(queued)
     }
 
-    /// Run one hook; `Ok(true)` if it exited 0 and its writes were committed.
-    pub fn run_one(&self, model: &mut Model, hook: &Hook) -> Result<bool, SchedError> {
-        Ok(self.execute(model, hook)?.ok)
-    }
-
     /// Run the action `name` with validated `params` after whatever is
     /// queued, as `juju run` does: its outcome. A failed action (action-fail
     /// or a non-zero exit) does not put the unit in error.
@@ -500,10 +631,8 @@ impl<'a> Scheduler<'a> {
         let mut argv = vec![charm_seen.join("dispatch").to_string_lossy().into_owned()];
         // Fault injection for crash-consistency tests: SIGKILL the hook's
         // whole process group after this many milliseconds.
-        if let Some(ms) = std::env::var("JUJULET_KILL_HOOK_AFTER_MS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-        {
+        let injected = self.kill_after.get().is_some();
+        if let Some(ms) = self.kill_after.take() {
             let secs = format!("{}.{:03}", ms / 1000, ms % 1000);
             argv.splice(0..0, ["timeout".into(), "--signal=KILL".into(), secs]);
         }
@@ -527,7 +656,8 @@ impl<'a> Scheduler<'a> {
             }
         };
         let tag = model.unit_tag();
-        for (level, stream) in [("INFO", &output.stdout), ("WARNING", &output.stderr)] {
+        // As Juju's runner: stdout at DEBUG, stderr at WARNING.
+        for (level, stream) in [("DEBUG", &output.stdout), ("WARNING", &output.stderr)] {
             for line in String::from_utf8_lossy(stream).lines() {
                 log.push(format!(
                     "{tag}: {} {level} unit.{}.{} {line}",
@@ -538,6 +668,9 @@ impl<'a> Scheduler<'a> {
             }
         }
         let ok = output.status.success();
+        // timeout(1) reports the KILL it sent as exit 137.
+        let killed =
+            output.status.code().is_none() || (injected && output.status.code() == Some(137));
         let action = context::read_action(&ctx_dir);
         for line in &action.log {
             log.push(format!(
@@ -555,6 +688,14 @@ impl<'a> Scheduler<'a> {
             if hook.name == "start" && hook.action.is_none() {
                 model.started = true;
             }
+        } else if killed && hook.action.is_none() {
+            // Nothing committed; Juju runs the hook again.
+            model.agent = Status::new(Agent::Idle, "");
+            log.push(format!(
+                "{tag}: {} WARNING juju.worker.uniter.operation hook {:?} was killed by a signal; re-queued",
+                clock(),
+                hook.name
+            ));
         } else if hook.action.is_some() {
             // A failed action is the action's failure, not the unit's.
             model.agent = Status::new(Agent::Idle, "");
@@ -588,8 +729,14 @@ impl<'a> Scheduler<'a> {
             if ok { "done" } else { "FAILED" },
             started.elapsed().as_secs()
         ));
+        if ok && hook.action.is_none() && matches!(hook.name.as_str(), "start" | "update-status") {
+            Self::arm_update_status(model);
+            model.save(&self.model_dir)?;
+        }
         Ok(Ran {
             ok,
+            killed,
+            injected,
             action,
             code: output.status.code(),
         })
@@ -768,10 +915,12 @@ impl<'a> Scheduler<'a> {
             ("JUJU_PRINCIPAL_UNIT", String::new()),
             ("JUJU_AVAILABILITY_ZONE", String::new()),
             ("CLOUD_API_VERSION", String::new()),
-            ("JUJU_CHARM_HTTP_PROXY", String::new()),
-            ("JUJU_CHARM_HTTPS_PROXY", String::new()),
-            ("JUJU_CHARM_FTP_PROXY", String::new()),
-            ("JUJU_CHARM_NO_PROXY", String::new()),
+            ("JUJU_SLA", "unsupported".into()),
+            // Exported even when empty, from the model's juju-*-proxy.
+            ("JUJU_CHARM_HTTP_PROXY", model.setting("juju-http-proxy")),
+            ("JUJU_CHARM_HTTPS_PROXY", model.setting("juju-https-proxy")),
+            ("JUJU_CHARM_FTP_PROXY", model.setting("juju-ftp-proxy")),
+            ("JUJU_CHARM_NO_PROXY", model.setting("juju-no-proxy")),
             (
                 "PATH",
                 format!(
@@ -779,8 +928,8 @@ impl<'a> Scheduler<'a> {
                     tools.display()
                 ),
             ),
+            // No HOME: Juju does not set one.
             ("LANG", "C.UTF-8".into()),
-            ("HOME", "/root".into()),
             ("DEBIAN_FRONTEND", "noninteractive".into()),
             ("APT_LISTCHANGES_FRONTEND", "none".into()),
             ("TERM", "tmux-256color".into()),

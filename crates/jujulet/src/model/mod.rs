@@ -273,6 +273,83 @@ pub struct Model {
     /// from one sequence: operation 1, task 2).
     #[serde(default)]
     pub last_task_id: u64,
+    /// `juju model-config` values jujulet reads (see [`MODEL_CONFIG`]).
+    #[serde(default)]
+    pub model_config: BTreeMap<String, String>,
+    /// When the update-status timer fires next (Unix ms; None: not armed).
+    #[serde(default)]
+    pub next_update_status: Option<u64>,
+    /// The automatic retry of the failed hook: its attempt and when (Unix ms).
+    #[serde(default)]
+    pub retry: Option<(u32, u64)>,
+}
+
+/// The model-config keys jujulet knows, with their defaults (Juju's names).
+pub const MODEL_CONFIG: &[(&str, &str)] = &[
+    ("automatically-retry-hooks", "true"),
+    ("update-status-hook-interval", "5m"),
+    ("juju-http-proxy", ""),
+    ("juju-https-proxy", ""),
+    ("juju-ftp-proxy", ""),
+    ("juju-no-proxy", "127.0.0.1,localhost,::1"),
+];
+
+impl Model {
+    /// A model-config value (its default when unset).
+    pub fn setting(&self, key: &str) -> String {
+        self.model_config.get(key).cloned().unwrap_or_else(|| {
+            MODEL_CONFIG
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (*v).to_owned())
+                .unwrap_or_default()
+        })
+    }
+
+    /// `update-status-hook-interval`, None when off (`0`).
+    pub fn update_status_interval(&self) -> Option<std::time::Duration> {
+        parse_duration(&self.setting("update-status-hook-interval")).filter(|d| !d.is_zero())
+    }
+}
+
+/// `30s`, `5m`, `1h`, `250ms`, or a number of seconds.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let (num, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |i| text.split_at(i));
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(ms))
+}
+
+/// Checks a `model-config KEY=VALUE`.
+pub fn check_model_config(key: &str, value: &str) -> Result<(), ModelError> {
+    if !MODEL_CONFIG.iter().any(|(k, _)| *k == key) {
+        let known: Vec<&str> = MODEL_CONFIG.iter().map(|(k, _)| *k).collect();
+        return Err(ModelError::Invalid(format!(
+            "unknown model config key {key:?} (jujulet reads: {})",
+            known.join(", ")
+        )));
+    }
+    let ok = match key {
+        "automatically-retry-hooks" => matches!(value, "true" | "false"),
+        "update-status-hook-interval" => parse_duration(value).is_some(),
+        _ => !value.contains(['\n', '\0']),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::Invalid(format!(
+            "{key}: invalid value {value:?}"
+        )))
+    }
 }
 
 impl Model {
@@ -299,6 +376,9 @@ impl Model {
             error_hook: None,
             started: false,
             last_task_id: 0,
+            model_config: BTreeMap::new(),
+            next_update_status: None,
+            retry: None,
         }
     }
 

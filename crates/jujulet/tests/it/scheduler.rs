@@ -112,6 +112,11 @@ env | sort > "$OUT/env-$JUJU_HOOK_NAME"
 status-set maintenance "in $JUJU_HOOK_NAME"
 state-set "last=$JUJU_HOOK_NAME"
 if [ -e "$OUT/fail" ]; then exit 1; fi
+if [ -s "$OUT/fail-times" ]; then
+  n=$(cat "$OUT/fail-times")
+  if [ "$n" -gt 0 ]; then echo $((n - 1)) > "$OUT/fail-times"; exit 1; fi
+fi
+if [ -e "$OUT/slow-$JUJU_HOOK_NAME" ]; then rm "$OUT/slow-$JUJU_HOOK_NAME"; sleep 5; fi
 case "$JUJU_HOOK_NAME" in
   start) open-port 8080; status-set active ready ;;
   *-relation-changed)
@@ -181,7 +186,8 @@ impl World {
         let fakes = Fakes(self.events.clone());
         let progress = |_: &str| {};
         let dir = self.model_dir();
-        let s = Scheduler::new(&dir, &self.machine, &fakes, &progress);
+        let mut s = Scheduler::new(&dir, &self.machine, &fakes, &progress);
+        s.retry_base = std::time::Duration::from_millis(50);
         let r = f(&s, &mut self.model);
         // What is saved is what the next CLI process sees.
         assert_eq!(Model::load(&dir).unwrap(), self.model);
@@ -228,7 +234,7 @@ fn deploy_runs_the_install_sequence() {
     assert_eq!(env["JUJU_VERSION"], "3.6.14");
     assert_eq!(env["JUJU_MODEL_NAME"], "jujulet");
     assert_eq!(env["LANG"], "C.UTF-8");
-    assert_eq!(env["HOME"], "/root");
+    assert!(!env.contains_key("HOME"), "Juju sets no HOME");
     assert_eq!(env["JUJU_CHARM_DIR"], env["CHARM_DIR"]);
     assert!(env["JUJU_CHARM_DIR"].ends_with("/var/lib/juju/agents/unit-testapp-0/charm"));
     assert!(env["JUJU_CONTEXT_ID"].starts_with("testapp/0-install-"));
@@ -399,4 +405,107 @@ fn a_relation_that_never_settles_is_reported() {
         .filter(|h| h.as_str() == "website-relation-changed")
         .count();
     assert!(changed > 50 && changed < 150, "{changed}");
+}
+
+#[test]
+fn the_hook_environment_is_jujus_no_home_and_the_models_proxies() {
+    let mut w = World::new();
+    w.model
+        .model_config
+        .insert("juju-https-proxy".into(), "http://127.0.0.1:3128".into());
+    w.with(|s, m| s.deploy(m)).unwrap();
+    let env = w.env_of("install");
+    assert!(!env.contains_key("HOME"), "Juju sets no HOME: {env:?}");
+    assert_eq!(env["JUJU_SLA"], "unsupported");
+    assert_eq!(env["JUJU_CHARM_HTTPS_PROXY"], "http://127.0.0.1:3128");
+    assert_eq!(env["JUJU_CHARM_HTTP_PROXY"], "");
+    assert!(env["JUJU_CHARM_NO_PROXY"].contains("127.0.0.1"));
+}
+
+#[test]
+fn a_failed_hook_is_retried_by_itself_with_back_off() {
+    let mut w = World::new();
+    w.with(|s, m| s.deploy(m)).unwrap();
+    w.take_hooks();
+    std::fs::write(w.out().join("fail-times"), "2").unwrap();
+    let err = w
+        .with(|s, m| s.run_hook_named(m, "update-status"))
+        .unwrap_err();
+    assert!(matches!(err, SchedError::InError { .. }));
+    assert_eq!(w.model.agent.status, Agent::Error);
+    assert!(w.model.retry.is_some());
+    // 50 ms, then 100 ms: both retries fall within the wait.
+    w.with(|s, m| s.wait(m, std::time::Duration::from_millis(600)))
+        .unwrap();
+    assert_eq!(
+        w.take_hooks(),
+        ["update-status", "update-status", "update-status"]
+    );
+    assert_eq!(w.model.agent.status, Agent::Idle);
+    assert_eq!(w.model.retry, None);
+
+    // Off: the unit stays in error until resolved.
+    w.model
+        .model_config
+        .insert("automatically-retry-hooks".into(), "false".into());
+    w.model.save(&w.model_dir()).unwrap();
+    std::fs::write(w.out().join("fail-times"), "1").unwrap();
+    assert!(w.with(|s, m| s.run_hook_named(m, "update-status")).is_err());
+    w.with(|s, m| s.wait(m, std::time::Duration::from_millis(300)))
+        .unwrap();
+    assert_eq!(w.take_hooks(), ["update-status"]);
+    assert_eq!(w.model.agent.status, Agent::Error);
+    w.with(|s, m| s.resolve(m)).unwrap();
+}
+
+#[test]
+fn update_status_runs_on_its_timer() {
+    let mut w = World::new();
+    w.model
+        .model_config
+        .insert("update-status-hook-interval".into(), "150ms".into());
+    w.with(|s, m| s.deploy(m)).unwrap();
+    w.take_hooks();
+    assert!(w.model.next_update_status.is_some(), "armed by start");
+    w.with(|s, m| s.wait(m, std::time::Duration::from_millis(700)))
+        .unwrap();
+    let ran = w.take_hooks();
+    assert!(
+        ran.len() >= 2 && ran.iter().all(|h| h == "update-status"),
+        "{ran:?}"
+    );
+    // Off: nothing runs.
+    w.model
+        .model_config
+        .insert("update-status-hook-interval".into(), "0".into());
+    w.model.next_update_status = None;
+    w.model.save(&w.model_dir()).unwrap();
+    w.with(|s, m| s.wait(m, std::time::Duration::from_millis(300)))
+        .unwrap();
+    assert!(w.take_hooks().is_empty());
+}
+
+#[test]
+fn a_hook_killed_mid_way_runs_again() {
+    let mut w = World::new();
+    w.with(|s, m| s.deploy(m)).unwrap();
+    w.take_hooks();
+    std::fs::write(w.out().join("slow-config-changed"), "").unwrap();
+    let err = w
+        .with(|s, m| {
+            s.kill_next_hook_after(300);
+            s.config(m, &["port=81".into()], &[])
+        })
+        .unwrap_err();
+    assert!(matches!(err, SchedError::Killed { .. }), "{err}");
+    // Not in error: the hook stays queued and runs on the next command.
+    assert_ne!(w.model.agent.status, Agent::Error);
+    assert_eq!(
+        w.model.queue.front().map(|h| h.name.as_str()),
+        Some("config-changed")
+    );
+    w.with(|s, m| s.run_queue(m)).unwrap();
+    assert_eq!(w.take_hooks(), ["config-changed", "config-changed"]);
+    assert!(w.model.queue.is_empty());
+    assert_eq!(w.model.agent.status, Agent::Idle);
 }

@@ -85,9 +85,11 @@ fn in_error(m: &Model) -> bool {
     m.ok(&["status"]).contains("hook failed")
 }
 
-/// Resolves until the unit is out of error (a retried hook runs whole).
+/// Lets the agent run the hook the kill left queued (Juju re-queues a
+/// killed hook), resolving if a hook failed, until the unit is out of error.
 fn converge(m: &Model) {
     for _ in 0..5 {
+        let _ = m.jujulet(&["wait", "0s"]);
         if !in_error(m) {
             return;
         }
