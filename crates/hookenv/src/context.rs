@@ -40,6 +40,39 @@ pub struct HookContext {
     pub model: String,
     /// Juju's version.
     pub juju_version: String,
+    /// The model's proxy settings (`JUJU_CHARM_HTTP_PROXY`, `_HTTPS_`,
+    /// `_NO_`), empty when unset: what the charm's downloads must use.
+    pub proxy: Proxy,
+}
+
+/// The model's proxy settings, as Juju exports them to hooks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Proxy {
+    /// `juju-http-proxy`.
+    pub http: String,
+    /// `juju-https-proxy`.
+    pub https: String,
+    /// `juju-no-proxy`.
+    pub no_proxy: String,
+}
+
+impl Proxy {
+    /// The variables a downloader reads (pip, uv, curl): upper- and
+    /// lower-case forms, the set ones only.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, value) in [
+            ("HTTP_PROXY", &self.http),
+            ("HTTPS_PROXY", &self.https),
+            ("NO_PROXY", &self.no_proxy),
+        ] {
+            if !value.is_empty() {
+                out.push((name.to_owned(), value.clone()));
+                out.push((name.to_ascii_lowercase(), value.clone()));
+            }
+        }
+        out
+    }
 }
 
 /// A hook environment that cannot be right.
@@ -132,6 +165,11 @@ impl HookContext {
             charm_dir,
             model: get("JUJU_MODEL_NAME").unwrap_or_default(),
             juju_version: get("JUJU_VERSION").unwrap_or_default(),
+            proxy: Proxy {
+                http: get("JUJU_CHARM_HTTP_PROXY").unwrap_or_default(),
+                https: get("JUJU_CHARM_HTTPS_PROXY").unwrap_or_default(),
+                no_proxy: get("JUJU_CHARM_NO_PROXY").unwrap_or_default(),
+            },
         })
     }
 }

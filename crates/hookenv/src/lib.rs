@@ -20,7 +20,7 @@ pub mod runner;
 pub mod secrets;
 
 pub use client::{HookTools, ToolError};
-pub use context::{ContextError, HookContext, HookKind};
+pub use context::{ContextError, HookContext, HookKind, Proxy};
 pub use juju_contract::{Databag, Tool, WorkloadStatus};
 pub use runner::{ProcessRunner, ToolOutput, ToolRunner};
 

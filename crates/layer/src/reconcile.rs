@@ -389,7 +389,8 @@ impl Reconcile<'_, '_> {
             extra_index_url: config.extra_index_url.clone(),
             trusted_host: config.trusted_host.clone(),
             installer,
-            env: Vec::new(),
+            // Behind the model's proxy, as every download must be.
+            env: self.ctx.layer.juju.proxy_env(),
         };
         let wheels = config.pip_cache_path(&source.root);
         let request = (

@@ -64,6 +64,9 @@ pub trait Juju {
     fn relation_context(&self) -> RelationContext<'_>;
     /// A line in the unit's log (juju-log).
     fn log(&self, message: &str);
+    /// The model's proxy settings as a downloader's variables
+    /// (`HTTPS_PROXY`, `https_proxy`, `NO_PROXY`...), the set ones only.
+    fn proxy_env(&self) -> Vec<(String, String)>;
     /// The action's parameters (action-get), in an action.
     fn action_params(&self) -> anyhow::Result<Map<String, Value>>;
     /// Results of the action (action-set KEY=VALUE; dotted keys nest).

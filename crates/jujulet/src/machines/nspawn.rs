@@ -29,6 +29,7 @@ const MASKED: &[&str] = &[
     "postgresql@.service",
     "nginx.service",
     "haproxy.service",
+    "tinyproxy.service",
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
     "man-db.timer",

@@ -17,6 +17,7 @@ mod wsgi_dbcheck;
 mod wsgi_faults;
 mod wsgi_hello;
 mod wsgi_layered;
+mod wsgi_proxy;
 mod wsgi_relations;
 mod wsgi_releases;
 mod wsgi_resilience;

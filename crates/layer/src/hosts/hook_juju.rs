@@ -86,6 +86,9 @@ impl Juju for HookJuju {
             eprintln!("wsgi-agent: juju-log failed ({e}): {message}");
         }
     }
+    fn proxy_env(&self) -> Vec<(String, String)> {
+        self.ctx.proxy.env()
+    }
     fn action_params(&self) -> anyhow::Result<Map<String, Value>> {
         Ok(self.tools.action_get()?)
     }

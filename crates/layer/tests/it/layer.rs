@@ -163,6 +163,9 @@ impl Juju for FakeJuju {
     fn log(&self, m: &str) {
         self.0.borrow_mut().calls.push(format!("log {m}"));
     }
+    fn proxy_env(&self) -> Vec<(String, String)> {
+        vec![("HTTPS_PROXY".into(), "http://proxy:3128".into())]
+    }
     fn action_params(&self) -> anyhow::Result<Map<String, Value>> {
         Ok(self.0.borrow().action_params.clone())
     }
