@@ -116,6 +116,11 @@ pub struct Scheduler<'a> {
     /// this command runs after that long, as if the unit agent died with
     /// it; the hook stays queued and runs again on the next command.
     kill_after: std::cell::Cell<Option<u64>>,
+    /// Fault injection (JUJULET_DROP_COMMIT=HOOK): the first hook of that
+    /// name this command runs exits 0 but its commit fails, as Juju's
+    /// CommitHookChanges can: its relation data, ports and unit state are
+    /// discarded and the unit goes into error (then retried).
+    drop_commit: std::cell::RefCell<Option<String>>,
     /// The first retry's delay (Juju: 5 s; JUJULET_RETRY_BASE_MS for tests).
     pub retry_base: Duration,
 }
@@ -149,6 +154,11 @@ impl<'a> Scheduler<'a> {
                 std::env::var("JUJULET_KILL_HOOK_AFTER_MS")
                     .ok()
                     .and_then(|v| v.parse::<u64>().ok()),
+            ),
+            drop_commit: std::cell::RefCell::new(
+                std::env::var("JUJULET_DROP_COMMIT")
+                    .ok()
+                    .filter(|h| !h.is_empty()),
             ),
             retry_base: Duration::from_millis(
                 std::env::var("JUJULET_RETRY_BASE_MS")
@@ -667,7 +677,13 @@ impl<'a> Scheduler<'a> {
                 ));
             }
         }
-        let ok = output.status.success();
+        let drop_commit = output.status.success()
+            && hook.action.is_none()
+            && self.drop_commit.borrow().as_deref() == Some(hook.name.as_str());
+        if drop_commit {
+            self.drop_commit.replace(None);
+        }
+        let ok = output.status.success() && !drop_commit;
         // timeout(1) reports the KILL it sent as exit 137.
         let killed =
             output.status.code().is_none() || (injected && output.status.code() == Some(137));
@@ -705,6 +721,14 @@ impl<'a> Scheduler<'a> {
                 hook.name,
                 output.status
             ));
+        } else if drop_commit {
+            log.push(format!(
+                "{tag}: {} ERROR juju.worker.uniter.operation committing hook {:?}: cannot commit hook changes (JUJULET_DROP_COMMIT); its relation data, ports and unit state are discarded",
+                clock(),
+                hook.name
+            ));
+            model.agent = Status::new(Agent::Error, format!("hook failed: {:?}", hook.name));
+            model.error_hook = Some(hook.clone());
         } else {
             let code = output
                 .status
