@@ -348,6 +348,24 @@ impl HookTools {
             .map(drop)
     }
 
+    /// `state-get KEY --format=json`: the value in Juju's unit state, None
+    /// when the key is not set.
+    pub fn state_get(&self, key: &str) -> Result<Option<String>, ToolError> {
+        let args = [key, "--format=json"];
+        match self.json(Tool::StateGet, &args)? {
+            Value::Null => Ok(None),
+            Value::String(s) if s.is_empty() => Ok(None),
+            Value::String(s) => Ok(Some(s)),
+            _ => Err(Self::bad(Tool::StateGet, &args, "not a string")),
+        }
+    }
+
+    /// `state-set KEY=VALUE`: committed with the hook's other changes.
+    pub fn state_set(&self, key: &str, value: &str) -> Result<(), ToolError> {
+        self.call(Tool::StateSet, &[&format!("{key}={value}")], None)
+            .map(drop)
+    }
+
     /// `application-version-set -- VERSION`.
     pub fn application_version_set(&self, version: &str) -> Result<(), ToolError> {
         self.call(Tool::ApplicationVersionSet, &["--", version], None)

@@ -6,9 +6,13 @@
 //! 2. Load the state; compute the per-hook automatic flags (`config.*`,
 //!    `endpoint.<name>.*`).
 //! 3. Dispatch the layer's handlers, then the charm's, on the engine.
-//! 4. On success commit the state once, atomically; on failure log the
-//!    error chain (juju-log and stderr) and exit 1, leaving the state as it
-//!    was, as Juju discards the hook's relation and port changes.
+//! 4. On success commit the state once, atomically, and its generation to
+//!    Juju's unit state (state-set commits with the hook's ports and
+//!    relation data); on failure log the error chain (juju-log and stderr)
+//!    and exit 1, leaving the state as it was, as Juju discards the hook's
+//!    relation and port changes. A hook whose commit Juju dropped after it
+//!    exited 0 is detected by the next one (Juju holds the generation
+//!    before), which starts from that generation's state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -57,7 +61,27 @@ fn run(extra: Extra<'_>, host: &dyn Fn(&Path) -> Box<dyn Host>) -> anyhow::Resul
     tracing::debug!("dispatching {hook} for {}", ctx.unit);
     let tools = HookTools::new(Box::new(ProcessRunner::from_path()));
     let store = StateStore::new(StateStore::default_path(&ctx.charm_dir));
-    let mut state = store.load()?;
+    let committed = match tools.state_get(GENERATION)? {
+        None => None,
+        Some(g) => Some(g.parse::<u64>().with_context(|| {
+            format!("Juju's unit state {GENERATION}={g:?} is not a generation number")
+        })?),
+    };
+    let loaded = store.load_committed(committed)?;
+    if let Some(g) = loaded.discarded {
+        tracing::info!(
+            "Juju did not commit the hook that wrote state generation {g}; starting again from generation {}",
+            loaded.snapshot.generation
+        );
+    }
+    if let Some(g) = loaded.unknown {
+        tracing::warn!(
+            "Juju holds state generation {g}, the state files {} and before; keeping {}",
+            loaded.snapshot.generation,
+            store.path().display()
+        );
+    }
+    let mut state = loaded.snapshot.state.clone();
 
     // update-status reads no config: Juju announces every config change
     // with config-changed, so the config last seen is the config.
@@ -83,9 +107,16 @@ fn run(extra: Extra<'_>, host: &dyn Fn(&Path) -> Box<dyn Host>) -> anyhow::Resul
     };
     let report = engine.dispatch(&hook, &transient, &mut state, &mut layer)?;
     tracing::debug!("ran {}", report.invoked.join(", "));
-    store.commit(&state)?;
+    if let Some(g) = store.commit_after(&loaded, &state)? {
+        // Its own client: the hook's was handed to the layer.
+        HookTools::new(Box::new(ProcessRunner::from_path()))
+            .state_set(GENERATION, &g.to_string())?;
+    }
     Ok(())
 }
+
+/// The unit-state key that holds the generation of the committed state.
+const GENERATION: &str = "wsgi-agent.generation";
 
 /// The real machine. Hooks of a unit run one at a time: a command still
 /// running from an earlier hook is one that hook, killed, could not end.

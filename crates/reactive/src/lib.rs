@@ -55,7 +55,7 @@ pub use ctx::{Ctx, StoredError};
 pub use dispatch::{DispatchError, MAX_PASSES, Report};
 pub use handler::{HandlerBuilder, HandlerResult};
 pub use pattern::{HookPattern, PatternError};
-pub use state::{State, StateError, StateStore};
+pub use state::{Loaded, Snapshot, State, StateError, StateStore};
 pub use trigger::Edge;
 
 use handler::Handler;

@@ -1,7 +1,8 @@
 //! Crash consistency and idempotency of the charm in a real nspawn machine
 //! (issue 8): SIGKILL at random moments during install, config-changed and
 //! relation hooks never leaves a partial file and the next hook converges;
-//! a hundred hooks of every kind with nothing changed change nothing.
+//! a hundred hooks of every kind with nothing changed change nothing; a hook
+//! whose commit Juju drops is redone by the retry.
 //!
 //! WSGI_KILLS (default 200) sets the number of kills; WSGI_IDLE_HOOKS
 //! (default 100) the hooks of each kind in the idempotency test.
@@ -365,4 +366,53 @@ fn a_hundred_hooks_of_every_kind_change_nothing() {
         "{} idle hooks in {elapsed:.0} s: 0 restarts, 0 rewrites, 0 relation-set",
         n * hooks.len()
     );
+
+    dropped_commit_is_redone_by_the_next_hook(&m);
+}
+
+/// Juju can drop a hook's changes after it exited 0 (its commit fails, the
+/// unit goes into error and the hook is retried). The retried hook must not
+/// believe its own memory of the dropped one: the new port is opened and
+/// published, the old one closed.
+fn dropped_commit_is_redone_by_the_next_hook(m: &Model) {
+    let out = Command::new(env!("CARGO_BIN_EXE_jujulet"))
+        .arg("--model")
+        .arg(m.dir())
+        .args(["config", "port=18311"])
+        .env("JUJULET_DROP_COMMIT", "config-changed")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the dropped commit was not reported");
+    let status = m.ok(&["status"]);
+    assert!(status.contains("error"), "{status}");
+    assert!(
+        m.log().contains("cannot commit hook changes"),
+        "{}",
+        m.log()
+    );
+    // The service already moved (the machine is real); Juju's view did not.
+    let model = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(m.dir().join("model.json")).unwrap()).unwrap()
+    };
+    assert_eq!(model()["ports"], serde_json::json!(["18310/tcp"]));
+    // Juju's automatic retry (JUJULET_RETRY_BASE_MS would shorten it; the
+    // first is 5 s) runs config-changed again.
+    m.ok(&["wait", "6s"]);
+    let status = m.ok(&["status"]);
+    assert!(!status.contains("error"), "{status}\n{}", m.log());
+    assert_eq!(
+        model()["ports"],
+        serde_json::json!(["18311/tcp"]),
+        "{status}\n{}",
+        m.log()
+    );
+    let website = model()["relations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["endpoint"] == "website")
+        .cloned()
+        .unwrap();
+    assert_eq!(website["local_unit_data"]["port"], "18311", "{website}");
+    assert_eq!(get(18311, "/"), (200, "Hello, World!\n".into()));
 }
