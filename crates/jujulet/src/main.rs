@@ -79,6 +79,9 @@ enum Command {
     /// Let time pass (e.g. 30s, 5m): the hook retries and the update-status
     /// timer that fall due meanwhile run, as under a controller.
     Wait { time: String },
+    /// Remove the application, as `juju remove-application NAME`: its
+    /// relations depart and break, then stop and remove run.
+    RemoveApplication { name: String },
     /// Retry the failed hook and carry on.
     Resolve,
     /// The unit, its statuses, ports and relations.
@@ -221,6 +224,12 @@ impl Session {
             progress,
         );
         let model = &mut self.model;
+        if model.removed {
+            bail!(
+                "{} was removed (remove-application); `jujulet status`, `debug-log`, `exec` and `destroy` remain",
+                model.unit
+            );
+        }
         // What Juju's timers made due since the last command runs first.
         if !matches!(
             command,
@@ -292,6 +301,14 @@ impl Session {
                 progress(&format!("related {endpoint}:{id} to {stand_in}"));
             }
             Command::Unrelate { endpoint } => s.unrelate(model, &endpoint)?,
+            Command::RemoveApplication { name } => {
+                let app = model.unit.split('/').next().unwrap_or_default();
+                if name != app {
+                    bail!("application {name:?} not found; this model has {app}");
+                }
+                s.remove_application(model)?;
+                out!("removed {name}: {} terminated", model.unit);
+            }
             Command::Hook { hook } => s.run_hook_named(model, &hook)?,
             Command::Run {
                 unit,

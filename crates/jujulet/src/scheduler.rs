@@ -177,6 +177,9 @@ impl<'a> Scheduler<'a> {
     /// Runs what the agent has due: hooks still queued, the automatic
     /// retry of a failed hook, then update-status if its timer fired.
     pub fn tick(&self, model: &mut Model) -> Result<(), SchedError> {
+        if model.removed {
+            return Ok(());
+        }
         let now = now_ms();
         // Hooks left queued (their command died with them) run first.
         if model.error_hook.is_none() && !model.queue.is_empty() {
@@ -634,6 +637,20 @@ impl<'a> Scheduler<'a> {
         context::write_pending(&ctx_dir, &pending_of(model))?;
 
         model.agent = Status::new(Agent::Executing, format!("running {} hook", hook.name));
+        // The statuses Juju's uniter sets itself around these hooks
+        // (runhook.go beforeHook).
+        if hook.action.is_none() {
+            match hook.name.as_str() {
+                "stop" => {
+                    model.workload = Status::new(Workload::Maintenance, "stopping charm software");
+                }
+                "remove" => {
+                    model.workload =
+                        Status::new(Workload::Maintenance, "cleaning up prior to charm deletion");
+                }
+                _ => {}
+            }
+        }
         model.save(&self.model_dir)?;
 
         let charm_seen = paths.as_seen_inside(&install::charm_dir(&model.unit_tag()));
@@ -701,8 +718,8 @@ impl<'a> Scheduler<'a> {
             let pending = context::read_pending(&ctx_dir)?;
             commit(model, &pending);
             model.agent = Status::new(Agent::Idle, "");
-            if hook.name == "start" && hook.action.is_none() {
-                model.started = true;
+            if hook.action.is_none() {
+                Self::after_hook(model, &hook.name);
             }
         } else if killed && hook.action.is_none() {
             // Nothing committed; Juju runs the hook again.
@@ -764,6 +781,50 @@ impl<'a> Scheduler<'a> {
             action,
             code: output.status.code(),
         })
+    }
+
+    /// What Juju's uniter sets after a hook that committed (runhook.go
+    /// afterHook): `unknown` after start if the charm set no status,
+    /// `maintenance` after stop, `terminated` after remove.
+    fn after_hook(model: &mut Model, hook: &str) {
+        match hook {
+            "start" => {
+                model.started = true;
+                if model.workload == Status::new(Workload::Maintenance, "installing charm software")
+                {
+                    model.workload = Status::new(Workload::Unknown, "");
+                }
+            }
+            "stop" => model.workload = Status::new(Workload::Maintenance, ""),
+            "remove" => {
+                model.workload = Status::new(Workload::Terminated, "");
+                model.removed = true;
+                model.next_update_status = None;
+                model.retry = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// `juju remove-application`: every relation departs and breaks, then
+    /// stop and remove run; the unit ends terminated.
+    pub fn remove_application(&self, model: &mut Model) -> Result<(), SchedError> {
+        model.queue.clear();
+        for rel in model.relations.iter_mut().filter(|r| !r.dying) {
+            rel.dying = true;
+            for u in &rel.joined {
+                model
+                    .queue
+                    .push_back(Hook::relation(rel, RelationHook::Departed, Some(u)));
+            }
+            model
+                .queue
+                .push_back(Hook::relation(rel, RelationHook::Broken, None));
+        }
+        model.queue.push_back(Hook::plain("stop"));
+        model.queue.push_back(Hook::plain("remove"));
+        model.save(&self.model_dir)?;
+        self.run_queue(model)
     }
 
     /// Appends the hook's tool calls to `tool-calls.log` in the model dir,

@@ -269,6 +269,10 @@ pub struct Model {
     /// Whether `start` has run (config-changed after install queues it).
     #[serde(default)]
     pub started: bool,
+    /// `remove-application` ran: the unit is terminated, only `status`,
+    /// `debug-log`, `exec` and `destroy` remain.
+    #[serde(default)]
+    pub removed: bool,
     /// The last operation or task id handed out (`juju run` numbers both
     /// from one sequence: operation 1, task 2).
     #[serde(default)]
@@ -375,6 +379,7 @@ impl Model {
             queue: VecDeque::new(),
             error_hook: None,
             started: false,
+            removed: false,
             last_task_id: 0,
             model_config: BTreeMap::new(),
             next_update_status: None,

@@ -509,3 +509,33 @@ fn a_hook_killed_mid_way_runs_again() {
     assert!(w.model.queue.is_empty());
     assert_eq!(w.model.agent.status, Agent::Idle);
 }
+
+#[test]
+fn remove_application_breaks_relations_then_stops_and_removes() {
+    let mut w = World::new();
+    w.with(|s, m| s.deploy(m)).unwrap();
+    w.with(|s, m| s.relate(m, "website", jujulet::standin::Kind::Haproxy, 2, false))
+        .unwrap();
+    w.take_hooks();
+    w.with(|s, m| s.remove_application(m)).unwrap();
+    let hooks = w.take_hooks();
+    assert_eq!(
+        hooks,
+        [
+            "website-relation-departed lb/0",
+            "website-relation-departed lb/1",
+            "website-relation-broken",
+            "stop",
+            "remove",
+        ],
+        "{hooks:?}"
+    );
+    let m = &w.model;
+    assert_eq!(m.workload.status, Workload::Terminated);
+    assert!(m.removed);
+    assert!(m.relations.is_empty());
+    assert_eq!(m.next_update_status, None);
+    // No timer brings the removed unit back.
+    w.with(|s, m| s.tick(m)).unwrap();
+    assert!(w.take_hooks().is_empty());
+}

@@ -368,6 +368,43 @@ fn a_hundred_hooks_of_every_kind_change_nothing() {
     );
 
     dropped_commit_is_redone_by_the_next_hook(&m);
+    removal_breaks_relations_then_stops_and_removes(&m);
+}
+
+/// `remove-application`: the relations depart and break, stop and remove
+/// run, the service and its files are gone and the port closed.
+fn removal_breaks_relations_then_stops_and_removes(m: &Model) {
+    m.ok(&["remove-application", "hello"]);
+    let status = m.ok(&["status"]);
+    assert!(status.contains("terminated"), "{status}");
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(m.dir().join("model.json")).unwrap())
+            .unwrap();
+    assert_eq!(model["ports"], serde_json::json!([]), "{model}");
+    assert_eq!(model["relations"], serde_json::json!([]), "{model}");
+    let log = m.ok(&["debug-log"]);
+    let order: Vec<usize> = [
+        "ran \"website-relation-broken\" hook",
+        "ran \"postgres-relation-broken\" hook",
+        "ran \"stop\" hook",
+        "ran \"remove\" hook",
+    ]
+    .iter()
+    .map(|h| log.rfind(h).unwrap_or_else(|| panic!("no {h} in\n{log}")))
+    .collect();
+    assert!(
+        order[0] < order[2] && order[1] < order[2] && order[2] < order[3],
+        "{log}"
+    );
+    assert!(
+        !m.root()
+            .join("etc/systemd/system/wsgi-hello.service")
+            .exists()
+    );
+    let (code, _, _) = m.exec(&["systemctl", "is-active", "--quiet", UNIT]);
+    assert_ne!(code, 0, "the service still runs");
+    let (ok, _, err) = m.jujulet(&["config", "port=18312"]);
+    assert!(!ok && err.contains("was removed"), "{err}");
 }
 
 /// Juju can drop a hook's changes after it exited 0 (its commit fails, the
