@@ -31,6 +31,18 @@ impl Unit {
                  if [ -f \"$d/fail.{tool}\" ]; then echo \"ERROR $(cat \"$d/fail.{tool}\")\" >&2; exit 1; fi\n\
                  if [ -f \"$d/out.{tool}\" ]; then cat \"$d/out.{tool}\"; else echo null; fi\n"
             );
+            // Juju's unit state, kept across hooks (state-set KEY=VALUE;
+            // state-get KEY --format=json), as the agent's generation needs.
+            let script = match tool {
+                "state-set" => format!(
+                    "{script}for kv in \"$@\"; do printf '%s' \"${{kv#*=}}\" >\"$d/state.${{kv%%=*}}\"; done\n"
+                ),
+                "state-get" => "#!/bin/sh\nd=$(dirname \"$0\")\nprintf 'state-get' >>\"$d/calls\"\n\
+                     for a in \"$@\"; do printf ' %s' \"$a\" >>\"$d/calls\"; done\necho >>\"$d/calls\"\n\
+                     if [ -f \"$d/state.$1\" ]; then printf '\"%s\"\\n' \"$(cat \"$d/state.$1\")\"; else echo '\"\"'; fi\n"
+                .to_owned(),
+                _ => script,
+            };
             std::fs::write(tools.join(tool), script).unwrap();
             std::fs::set_permissions(tools.join(tool), std::fs::Permissions::from_mode(0o755))
                 .unwrap();
@@ -142,12 +154,14 @@ fn a_deploy_commits_state_and_reports_active() {
     for hook in ["leader-elected", "config-changed", "start"] {
         assert_eq!(u.hook(hook).0, 0);
     }
-    // An idle update-status: one health request, no hook tool at all (the
-    // config last seen is the config; the status has not changed).
+    // An idle update-status: one health request and one hook tool, the
+    // state-get that says which state Juju committed (the config last seen
+    // is the config; the status has not changed).
     let before = std::fs::read(u.state_file()).unwrap();
     let (code, calls) = u.hook("update-status");
     assert_eq!(code, 0);
-    assert!(calls.is_empty(), "{calls:?}");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].starts_with("state-get"), "{calls:?}");
     assert_eq!(std::fs::read(u.state_file()).unwrap(), before);
 }
 
