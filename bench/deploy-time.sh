@@ -11,6 +11,8 @@
 #   charm-uv-bare     the same on a machine whose python3-venv and python3-pip
 #                     were purged first: deploy without the resource, purge,
 #                     attach; reported as deploy + attach → first 200
+#   charm-uv-cloud    this charm on a cloud-image machine (minimal Debian 12
+#                     from debootstrap, cached; built before the first run)
 #   before-pip/-uv    BEFORE's charm, pip (python3-venv from apt) / a uv on PATH
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +29,7 @@ scripts/pack target/wsgi.charm
 cargo build --quiet --release -p jujulet
 J() { "$ROOT/target/release/jujulet" --model "$MODEL" "$@"; }
 . scripts/lib/uv.pin
-variants="charm-uv charm-uv-bare"
+variants="charm-uv charm-uv-cloud charm-uv-bare"
 if [ -n "${BEFORE:-}" ]; then
   variants="before-pip before-uv $variants"
   if [ ! -x "$CACHE/venvs/uv/bin/uv" ]; then
@@ -45,6 +47,9 @@ cleanup() {
 trap cleanup EXIT
 
 tar czf "$WORK/hello.tar.gz" -C examples/hello .
+# The image is built once and cached: not part of any run's time.
+JUJULET_MACHINE=cloud-image J deploy "$ROOT/target/wsgi.charm" --name warm >/dev/null 2>&1 || true
+J destroy >/dev/null 2>&1 || true
 
 wait_for() { # wait_for T0 PATH EXPECTED → ms from T0 until the body equals EXPECTED
   local t0=$1 path=$2 want=$3
@@ -75,6 +80,8 @@ for run in $(seq 1 "$RUNS"); do
     rm -rf "$MODEL"
     # A new machine each run: a cold venv; the host's download caches are
     # not shared into the machine's tmpfs.
+    machine=nspawn; [ "$variant" = charm-uv-cloud ] && machine=cloud-image
+    export JUJULET_MACHINE=$machine
     t0=$(now_ms)
     if [ "$variant" = charm-uv-bare ]; then
       J deploy "$charm" --name hello --config port=$PORT >/dev/null 2>"$WORK/deploy.log" || { cat "$WORK/deploy.log" >&2; exit 1; }

@@ -123,7 +123,10 @@ struct Deploy {
     /// A config value, KEY=VALUE (typed by the charm's config.yaml).
     #[arg(long)]
     config: Vec<String>,
-    #[arg(long, value_enum, default_value_t = MachineKind::Nspawn)]
+    /// The machine: `nspawn` (the host's OS under an overlay: fast, has
+    /// whatever the host has) or `cloud-image` (a minimal Debian 12 built
+    /// once with debootstrap: what a cloud gives a Juju machine).
+    #[arg(long, value_enum, env = "JUJULET_MACHINE", default_value_t = MachineKind::Nspawn)]
     machine: MachineKind,
     /// The application name (default: the charm's name).
     #[arg(long)]

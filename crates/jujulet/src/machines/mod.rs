@@ -1,6 +1,8 @@
 //! Machines: where the charm runs. `nspawn` boots the host's own OS as a
-//! real systemd (PID 1) container under a tmpfs overlay; `host` runs on a
-//! host whose PID 1 is systemd. A machine outlives the jujulet process that
+//! real systemd (PID 1) container under a tmpfs overlay; `cloud-image`
+//! boots a minimal Debian 12 built with debootstrap the same way (what a
+//! cloud gives a Juju machine); `host` runs on a host whose PID 1 is
+//! systemd. A machine outlives the jujulet process that
 //! created it: what is needed to find it again is kept in
 //! `<model_dir>/machine.json`, and [`attach`] rebuilds it from there.
 //!
@@ -18,6 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod host;
+pub mod image;
 pub mod local;
 mod nspawn;
 pub mod process;
@@ -27,8 +30,14 @@ mod signals;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum MachineKind {
-    /// A real systemd (PID 1) container under a tmpfs overlay.
+    /// A real systemd (PID 1) container: the host's own OS under a tmpfs
+    /// overlay (fast; has whatever the host has).
     Nspawn,
+    /// The same container on a minimal Debian 12 root built once with
+    /// debootstrap ([`image`]): python3 but no venv, pip or compiler.
+    #[serde(rename = "cloud-image")]
+    #[value(name = "cloud-image")]
+    CloudImage,
     /// This host, which must be booted with systemd (a VM).
     Host,
     /// A plain directory of this host, for tests of the scheduler and the
@@ -41,6 +50,7 @@ impl std::fmt::Display for MachineKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Nspawn => "nspawn",
+            Self::CloudImage => "cloud-image",
             Self::Host => "host",
             Self::Local => "local",
         })
@@ -103,6 +113,8 @@ pub struct CreateOptions {
     pub boot_timeout: Duration,
     /// Size of the tmpfs that holds the machine's writes.
     pub tmpfs_size: String,
+    /// The overlay's lower layer (None: the host's "/").
+    pub image: Option<PathBuf>,
     /// Test knob: fail right after this step.
     pub fail_after: Option<CreateStep>,
     /// Test knob: on failure leave everything as a killed process would
@@ -117,6 +129,7 @@ impl Default for CreateOptions {
             // 0.5-3 s when the machine is idle; generous for 2 busy cores.
             boot_timeout: Duration::from_secs(120),
             tmpfs_size: "4g".into(),
+            image: None,
             fail_after: None,
             keep_on_failure: false,
         }
@@ -152,6 +165,15 @@ pub fn create_with(
         MachineKind::Nspawn => Ok(Box::new(nspawn::Nspawn::create(
             &model_dir, options, progress,
         )?)),
+        MachineKind::CloudImage => {
+            let options = CreateOptions {
+                image: Some(image::ensure(progress)?),
+                ..options.clone()
+            };
+            Ok(Box::new(nspawn::Nspawn::create(
+                &model_dir, &options, progress,
+            )?))
+        }
     }
 }
 
@@ -161,7 +183,7 @@ pub fn preflight(kind: MachineKind) -> Result<(), MachineError> {
     match kind {
         MachineKind::Local => Ok(()),
         MachineKind::Host => host::require_systemd(),
-        MachineKind::Nspawn => {
+        MachineKind::Nspawn | MachineKind::CloudImage => {
             if !nix::unistd::geteuid().is_root() {
                 return Err(MachineError::Invalid(
                     "nspawn machines need root (mounts, systemd-nspawn); run jujulet as root"
@@ -178,6 +200,7 @@ pub fn preflight(kind: MachineKind) -> Result<(), MachineError> {
                 "systemctl",
             ]
             .into_iter()
+            .chain((kind == MachineKind::CloudImage).then_some("debootstrap"))
             .filter(|t| !std::env::split_paths(&path).any(|d| d.join(t).is_file()))
             .collect();
             if missing.is_empty() {

@@ -1,7 +1,8 @@
 //! The `nspawn` machine (reference/env-probe.md §1 a'): the host's own OS
 //! booted by `systemd-nspawn --boot` on an overlay (lower: the host's "/",
 //! upper: a tmpfs), so systemd is PID 1 inside and the host is never
-//! written. It shares the host's network namespace: servers on the host's
+//! written. A `cloud-image` machine is the same with a debootstrap root
+//! ([`super::image`]) as the lower layer. It shares the host's network namespace: servers on the host's
 //! loopback are reachable from inside, and the charm's ports from outside.
 //!
 //! Layout: `<model>/machine.json` (the record), `<model>/nspawn.log` (kept
@@ -59,6 +60,10 @@ pub(super) struct NspawnState {
     /// The binds it boots with (again after a reboot).
     #[serde(default)]
     pub binds: Vec<super::Bind>,
+    /// The overlay's lower layer when it is not the host's "/" (a
+    /// cloud-image machine).
+    #[serde(default)]
+    pub image: Option<PathBuf>,
 }
 
 impl NspawnState {
@@ -75,6 +80,7 @@ impl NspawnState {
             leader: None,
             booted: false,
             binds: Vec::new(),
+            image: None,
         }
     }
 }
@@ -186,12 +192,25 @@ impl Nspawn {
         for d in [&upper, &work, &self.st.merged] {
             mkdir(d)?;
         }
-        progress("mounting the host's / as an overlay");
+        self.st.image.clone_from(&options.image);
+        self.save()?;
+        let lower = self.st.image.clone().unwrap_or_else(|| PathBuf::from("/"));
+        if lower.to_string_lossy().contains([',', ':', '\n', '\\']) {
+            return Err(MachineError::Invalid(format!(
+                "{}: the image path must not contain ',', ':', '\\' or newlines",
+                lower.display()
+            )));
+        }
+        progress(&match &self.st.image {
+            None => "mounting the host's / as an overlay".to_owned(),
+            Some(i) => format!("mounting the image {} as an overlay", i.display()),
+        });
         run(
             Command::new("mount")
                 .args(["-t", "overlay", "-o"])
                 .arg(format!(
-                    "lowerdir=/,upperdir={},workdir={}",
+                    "lowerdir={},upperdir={},workdir={}",
+                    lower.display(),
                     upper.display(),
                     work.display()
                 ))
@@ -208,6 +227,9 @@ impl Nspawn {
                 .args(MASKED),
             "is systemd installed on the host image?",
         )?;
+        if self.st.image.is_some() {
+            super::image::add_site_cas(&self.st.merged)?;
+        }
         // The container's hostname is the machine name (nspawn sets it
         // from --machine, but /etc/hostname inside would override it).
         std::fs::write(
@@ -462,7 +484,11 @@ impl Nspawn {
 
 impl Machine for Nspawn {
     fn kind(&self) -> MachineKind {
-        MachineKind::Nspawn
+        if self.st.image.is_some() {
+            MachineKind::CloudImage
+        } else {
+            MachineKind::Nspawn
+        }
     }
 
     fn root(&self) -> &Path {

@@ -128,6 +128,13 @@ pub(crate) fn app_tarball(dir: &Path, extra: &[(&str, &str)], out: &Path) -> Pat
     out.to_owned()
 }
 
+/// The machine the end-to-end tests deploy on: a cloud image (minimal
+/// Debian 12) unless WSGI_TEST_MACHINE says `nspawn` (the host's OS: faster,
+/// but it hides a missing install step).
+pub(crate) fn machine_kind() -> String {
+    std::env::var("WSGI_TEST_MACHINE").unwrap_or_else(|_| "cloud-image".into())
+}
+
 /// A model directory and the jujulet CLI on it; destroyed on drop.
 pub(crate) struct Model {
     pub tmp: tempfile::TempDir,
@@ -152,6 +159,7 @@ impl Model {
             .arg("--model")
             .arg(self.dir())
             .args(args)
+            .env("JUJULET_MACHINE", machine_kind())
             .output()
             .unwrap();
         (
