@@ -12,7 +12,8 @@
 //!    and exit 1, leaving the state as it was, as Juju discards the hook's
 //!    relation and port changes. A hook whose commit Juju dropped after it
 //!    exited 0 is detected by the next one (Juju holds the generation
-//!    before), which starts from that generation's state.
+//!    before), which starts from that generation's state; update-status
+//!    checks only when it has something to commit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -61,13 +62,16 @@ fn run(extra: Extra<'_>, host: &dyn Fn(&Path) -> Box<dyn Host>) -> anyhow::Resul
     tracing::debug!("dispatching {hook} for {}", ctx.unit);
     let tools = HookTools::new(Box::new(ProcessRunner::from_path()));
     let store = StateStore::new(StateStore::default_path(&ctx.charm_dir));
-    let committed = match tools.state_get(GENERATION)? {
-        None => None,
-        Some(g) => Some(g.parse::<u64>().with_context(|| {
-            format!("Juju's unit state {GENERATION}={g:?} is not a generation number")
-        })?),
+    // update-status, the most frequent hook, never follows a dropped
+    // commit (Juju retries the failed hook first) but after `juju resolved
+    // --no-retry`: it reads Juju's generation only if it has something to
+    // commit (an idle one makes no hook-tool call).
+    let lazy = hook == "update-status";
+    let loaded = if lazy {
+        store.load_current()?
+    } else {
+        store.load_committed(held_generation(&tools)?)?
     };
-    let loaded = store.load_committed(committed)?;
     if let Some(g) = loaded.discarded {
         tracing::info!(
             "Juju did not commit the hook that wrote state generation {g}; starting again from generation {}",
@@ -107,12 +111,35 @@ fn run(extra: Extra<'_>, host: &dyn Fn(&Path) -> Box<dyn Host>) -> anyhow::Resul
     };
     let report = engine.dispatch(&hook, &transient, &mut state, &mut layer)?;
     tracing::debug!("ran {}", report.invoked.join(", "));
+    // Its own client: the hook's was handed to the layer.
+    let tools = HookTools::new(Box::new(ProcessRunner::from_path()));
+    if lazy && state != loaded.snapshot.state {
+        let held = held_generation(&tools)?.unwrap_or(0);
+        if held != loaded.snapshot.generation {
+            tracing::warn!(
+                "Juju holds state generation {held}, not {}: this update-status keeps nothing; the next hook starts from Juju's",
+                loaded.snapshot.generation
+            );
+            return Ok(());
+        }
+    }
     if let Some(g) = store.commit_after(&loaded, &state)? {
-        // Its own client: the hook's was handed to the layer.
-        HookTools::new(Box::new(ProcessRunner::from_path()))
-            .state_set(GENERATION, &g.to_string())?;
+        tools.state_set(GENERATION, &g.to_string())?;
     }
     Ok(())
+}
+
+/// The generation of the state Juju committed (its unit state), None when
+/// it holds none.
+fn held_generation(tools: &HookTools) -> anyhow::Result<Option<u64>> {
+    tools
+        .state_get(GENERATION)?
+        .map(|g| {
+            g.parse::<u64>().with_context(|| {
+                format!("Juju's unit state {GENERATION}={g:?} is not a generation number")
+            })
+        })
+        .transpose()
 }
 
 /// The unit-state key that holds the generation of the committed state.

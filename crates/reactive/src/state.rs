@@ -163,6 +163,16 @@ impl StateStore {
         })
     }
 
+    /// The current file as it is, without asking which generation Juju
+    /// holds (for a hook that checks before it commits instead).
+    pub fn load_current(&self) -> Result<Loaded, StateError> {
+        Ok(Loaded {
+            snapshot: Self::read(&self.path)?,
+            discarded: None,
+            unknown: None,
+        })
+    }
+
     fn read(path: &Path) -> Result<Snapshot, StateError> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
