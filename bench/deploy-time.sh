@@ -14,6 +14,8 @@
 #   charm-uv-cloud    this charm on a cloud-image machine (minimal Debian 12
 #                     from debootstrap, cached; built before the first run)
 #   before-pip/-uv    BEFORE's charm, pip (python3-venv from apt) / a uv on PATH
+#   before-pip-cloud  BEFORE's charm on the cloud image (it apt-installs
+#                     python3-venv first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -31,7 +33,7 @@ J() { "$ROOT/target/release/jujulet" --model "$MODEL" "$@"; }
 . scripts/lib/uv.pin
 variants="charm-uv charm-uv-cloud charm-uv-bare"
 if [ -n "${BEFORE:-}" ]; then
-  variants="before-pip before-uv $variants"
+  variants="before-pip before-uv before-pip-cloud $variants"
   if [ ! -x "$CACHE/venvs/uv/bin/uv" ]; then
     log "installing uv $version into $CACHE/venvs/uv (for before-uv)"
     /usr/bin/python3 -m venv "$CACHE/venvs/uv"
@@ -80,7 +82,8 @@ for run in $(seq 1 "$RUNS"); do
     rm -rf "$MODEL"
     # A new machine each run: a cold venv; the host's download caches are
     # not shared into the machine's tmpfs.
-    machine=nspawn; [ "$variant" = charm-uv-cloud ] && machine=cloud-image
+    machine=nspawn
+    case $variant in *-cloud) machine=cloud-image ;; esac
     export JUJULET_MACHINE=$machine
     t0=$(now_ms)
     if [ "$variant" = charm-uv-bare ]; then
